@@ -1,0 +1,336 @@
+//! The napi surface: one class, `NativeWal`, driven by the TypeScript `Wal`. Errors cross as
+//! JSON in the message (see `WalError::to_json`) and become `SturdyError`s on the other side.
+//! Asynchronous calls either hand work to the committer thread (one promise per group) or run
+//! on the libuv pool (reads, open). No panic crosses this boundary.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Sender};
+use std::sync::{Arc, Mutex};
+
+use napi::bindgen_prelude::*;
+use napi::{Env, JsDeferred};
+use napi_derive::napi;
+
+use crate::committer::{self, Command, Done, Group, GroupBytes};
+use crate::error::{Code, Result as WResult, WalError};
+use crate::log::{Chunk, Log, Options};
+use crate::recovery::RecoveryMode;
+
+fn to_napi(e: WalError) -> napi::Error {
+    napi::Error::new(Status::GenericFailure, e.to_json())
+}
+
+fn guard<T>(f: impl FnOnce() -> WResult<T>) -> napi::Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(to_napi),
+        Err(_) => Err(to_napi(WalError::new(Code::Io, "internal error (a panic was caught at the native boundary)"))),
+    }
+}
+
+fn lsn_arg(name: &str, v: f64) -> WResult<u64> {
+    if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= 9007199254740991.0 {
+        Ok(v as u64)
+    } else {
+        Err(WalError::invalid(format!("{name} must be a non-negative safe integer, got {v}")))
+    }
+}
+
+#[napi(object)]
+pub struct NativeOptions {
+    pub segment_bytes: Option<f64>,
+    pub max_record_bytes: Option<f64>,
+    /// `"strict"` (default) or `"truncate"`.
+    pub recovery: Option<String>,
+    pub preallocate: Option<bool>,
+}
+
+impl NativeOptions {
+    fn into_options(self) -> WResult<Options> {
+        let mut o = Options::default();
+        if let Some(v) = self.segment_bytes {
+            o.segment_bytes = lsn_arg("segmentBytes", v)?;
+        }
+        if let Some(v) = self.max_record_bytes {
+            o.max_record_bytes = u32::try_from(lsn_arg("maxRecordBytes", v)?).map_err(|_| WalError::invalid("maxRecordBytes is too large"))?;
+        }
+        o.recovery = match self.recovery.as_deref() {
+            None | Some("strict") => RecoveryMode::Strict,
+            Some("truncate") => RecoveryMode::Truncate,
+            Some(other) => return Err(WalError::invalid(format!("recovery must be 'strict' or 'truncate', got '{other}'"))),
+        };
+        o.preallocate = self.preallocate.unwrap_or(false);
+        o.validate()?;
+        Ok(o)
+    }
+}
+
+#[napi(object)]
+pub struct NativeRecovery {
+    pub torn_bytes: f64,
+    pub cut_at: Option<f64>,
+    pub cut_reason: Option<String>,
+    pub dropped_bytes: f64,
+    pub segments: f64,
+    pub records: f64,
+}
+
+#[napi(object)]
+pub struct NativeChunk {
+    pub data: Buffer,
+    pub lsns: Float64Array,
+    pub bounds: Uint32Array,
+    pub next: f64,
+    pub done: bool,
+}
+
+impl From<Chunk> for NativeChunk {
+    fn from(c: Chunk) -> Self {
+        NativeChunk { data: c.data.into(), lsns: c.lsns.into(), bounds: c.bounds.into(), next: c.next as f64, done: c.done }
+    }
+}
+
+struct Handle {
+    log: Arc<Log>,
+    tx: Mutex<Option<Sender<Command>>>,
+}
+
+impl Handle {
+    fn send(&self, cmd: Command) -> WResult<()> {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        match tx.as_ref() {
+            Some(tx) => tx.send(cmd).map_err(|_| WalError::new(Code::Closed, "the log is closed")),
+            None => Err(WalError::new(Code::Closed, "the log is closed")),
+        }
+    }
+
+    /// Send a command built around `done`, then block until it reports.
+    fn call_sync<T: Send + 'static>(&self, make: impl FnOnce(Done<T>) -> Command) -> WResult<T> {
+        let (tx, rx) = sync_channel(1);
+        self.send(make(Box::new(move |r| {
+            let _ = tx.send(r);
+        })))?;
+        rx.recv().unwrap_or_else(|_| Err(WalError::new(Code::Closed, "the log is closed")))
+    }
+}
+
+type Resolver<D> = Box<dyn FnOnce(Env) -> napi::Result<D>>;
+
+/// A JS promise and the `Done` that settles it from any thread.
+fn promise<'e, T: Send + 'static, D: ToNapiValue + 'static>(
+    env: &'e Env,
+    map: fn(T) -> D,
+) -> napi::Result<(Done<T>, Object<'e>)> {
+    let (deferred, obj): (JsDeferred<D, Resolver<D>>, Object<'e>) = env.create_deferred()?;
+    let done: Done<T> = Box::new(move |r: WResult<T>| match r {
+        Ok(v) => deferred.resolve(Box::new(move |_env| Ok(map(v)))),
+        Err(e) => deferred.reject(to_napi(e)),
+    });
+    Ok((done, obj))
+}
+
+fn open_handle(dir: String, opts: NativeOptions) -> WResult<NativeWal> {
+    let opts = opts.into_options()?;
+    let log = Log::open_dir(&PathBuf::from(dir), opts)?;
+    let (tx, _thread) = committer::spawn(log.clone())?;
+    Ok(NativeWal { inner: Arc::new(Handle { log, tx: Mutex::new(Some(tx)) }) })
+}
+
+pub struct OpenTask {
+    args: Option<(String, NativeOptions)>,
+}
+
+impl Task for OpenTask {
+    type Output = NativeWal;
+    type JsValue = NativeWal;
+
+    fn compute(&mut self) -> napi::Result<NativeWal> {
+        let (dir, opts) = self.args.take().expect("compute runs once");
+        guard(|| open_handle(dir, opts))
+    }
+
+    fn resolve(&mut self, _env: Env, out: NativeWal) -> napi::Result<NativeWal> {
+        Ok(out)
+    }
+}
+
+pub struct ReadTask {
+    log: Arc<Log>,
+    lsn: f64,
+}
+
+impl Task for ReadTask {
+    type Output = Vec<u8>;
+    type JsValue = Buffer;
+
+    fn compute(&mut self) -> napi::Result<Vec<u8>> {
+        guard(|| self.log.read(lsn_arg("lsn", self.lsn)?))
+    }
+
+    fn resolve(&mut self, _env: Env, out: Vec<u8>) -> napi::Result<Buffer> {
+        Ok(out.into())
+    }
+}
+
+pub struct ChunkTask {
+    log: Arc<Log>,
+    from: f64,
+    max_bytes: u32,
+}
+
+impl Task for ChunkTask {
+    type Output = Chunk;
+    type JsValue = NativeChunk;
+
+    fn compute(&mut self) -> napi::Result<Chunk> {
+        guard(|| self.log.read_chunk(lsn_arg("from", self.from)?, self.max_bytes as usize))
+    }
+
+    fn resolve(&mut self, _env: Env, out: Chunk) -> napi::Result<NativeChunk> {
+        Ok(out.into())
+    }
+}
+
+/// The native write-ahead log. Use the TypeScript `Wal` class instead of this.
+#[napi]
+pub struct NativeWal {
+    inner: Arc<Handle>,
+}
+
+fn group_of(chunks: Vec<Buffer>) -> Group {
+    chunks.into_iter().map(|b| Box::new(b) as Box<dyn GroupBytes>).collect()
+}
+
+fn to_f64(v: Vec<f64>) -> Float64Array {
+    v.into()
+}
+
+#[napi]
+impl NativeWal {
+    #[napi(ts_return_type = "Promise<NativeWal>")]
+    pub fn open(dir: String, options: NativeOptions) -> AsyncTask<OpenTask> {
+        AsyncTask::new(OpenTask { args: Some((dir, options)) })
+    }
+
+    #[napi]
+    pub fn open_sync(dir: String, options: NativeOptions) -> napi::Result<NativeWal> {
+        guard(|| open_handle(dir, options))
+    }
+
+    /// Hand one group (frames laid out by the caller over one or more chunks) to the committer.
+    /// Resolves once durable with `[groupOffset, lsn]` anchors.
+    #[napi(ts_return_type = "Promise<Float64Array>")]
+    pub fn commit<'e>(&self, env: &'e Env, chunks: Vec<Buffer>) -> napi::Result<Object<'e>> {
+        let (done, obj) = promise(env, to_f64)?;
+        if let Err(e) = self.inner.send(Command::Append(group_of(chunks), done)) {
+            return Err(to_napi(e));
+        }
+        Ok(obj)
+    }
+
+    #[napi]
+    pub fn commit_sync(&self, chunks: Vec<Buffer>) -> napi::Result<Float64Array> {
+        guard(|| self.inner.call_sync(|d| Command::Append(group_of(chunks), d)).map(to_f64))
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn sync<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        let (done, obj) = promise(env, |()| ())?;
+        self.inner.send(Command::Sync(done)).map_err(to_napi)?;
+        Ok(obj)
+    }
+
+    #[napi]
+    pub fn sync_sync(&self) -> napi::Result<()> {
+        guard(|| self.inner.call_sync(Command::Sync))
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn truncate_from<'e>(&self, env: &'e Env, lsn: f64) -> napi::Result<Object<'e>> {
+        let lsn = lsn_arg("lsn", lsn).map_err(to_napi)?;
+        let (done, obj) = promise(env, |()| ())?;
+        self.inner.send(Command::TruncateFrom(lsn, done)).map_err(to_napi)?;
+        Ok(obj)
+    }
+
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn truncate_before<'e>(&self, env: &'e Env, lsn: f64) -> napi::Result<Object<'e>> {
+        let lsn = lsn_arg("lsn", lsn).map_err(to_napi)?;
+        let (done, obj) = promise(env, |first: u64| first as f64)?;
+        self.inner.send(Command::TruncateBefore(lsn, done)).map_err(to_napi)?;
+        Ok(obj)
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        let (done, obj) = promise(env, |()| ())?;
+        let tx = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match tx {
+            Some(tx) => {
+                if let Err(std::sync::mpsc::SendError(cmd)) = tx.send(Command::Close(done)) {
+                    if let Command::Close(done) = cmd {
+                        done(Ok(()));
+                    }
+                }
+            }
+            None => done(Ok(())), // already closed: closing twice is harmless
+        }
+        Ok(obj)
+    }
+
+    #[napi]
+    pub fn close_sync(&self) -> napi::Result<()> {
+        let tx = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(tx) = tx {
+            let (rtx, rrx) = sync_channel(1);
+            if tx.send(Command::Close(Box::new(move |r| { let _ = rtx.send(r); }))).is_ok() {
+                rrx.recv().unwrap_or(Ok(())).map_err(to_napi)?;
+            }
+        }
+        Ok(())
+    }
+
+    #[napi(ts_return_type = "Promise<Buffer>")]
+    pub fn read(&self, lsn: f64) -> AsyncTask<ReadTask> {
+        AsyncTask::new(ReadTask { log: self.inner.log.clone(), lsn })
+    }
+
+    #[napi]
+    pub fn read_sync(&self, lsn: f64) -> napi::Result<Buffer> {
+        guard(|| self.inner.log.read(lsn_arg("lsn", lsn)?)).map(Buffer::from)
+    }
+
+    #[napi(ts_return_type = "Promise<NativeChunk>")]
+    pub fn read_chunk(&self, from: f64, max_bytes: u32) -> AsyncTask<ChunkTask> {
+        AsyncTask::new(ChunkTask { log: self.inner.log.clone(), from, max_bytes })
+    }
+
+    #[napi]
+    pub fn first_lsn(&self) -> f64 {
+        self.inner.log.bounds().0 as f64
+    }
+
+    #[napi]
+    pub fn next_lsn(&self) -> f64 {
+        self.inner.log.bounds().1 as f64
+    }
+
+    #[napi]
+    pub fn recovery(&self) -> NativeRecovery {
+        let r = &self.inner.log.report;
+        NativeRecovery {
+            torn_bytes: r.torn_bytes as f64,
+            cut_at: r.cut_at.map(|v| v as f64),
+            cut_reason: r.cut_reason.clone(),
+            dropped_bytes: r.dropped_bytes as f64,
+            segments: r.segments as f64,
+            records: r.records as f64,
+        }
+    }
+
+    /// Segment capacity, for callers that size their work to it.
+    #[napi]
+    pub fn max_record_bytes(&self) -> f64 {
+        self.inner.log.opts.max_record_bytes as f64
+    }
+}

@@ -1,0 +1,15 @@
+//! sturdy's native core: a segmented write-ahead log with CRC32C framing, recovery that cuts a
+//! torn tail and refuses corruption, and group commit on one committer thread per log.
+
+pub mod committer;
+pub mod error;
+pub mod frame;
+pub mod log;
+pub mod platform;
+pub mod reader;
+pub mod recovery;
+pub mod segment;
+pub mod state;
+pub mod store;
+
+mod binding;

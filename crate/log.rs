@@ -1,0 +1,256 @@
+//! The log: options, open (with recovery), and reads. All writes happen on the committer
+//! thread (`committer.rs`); readers see only durable data.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+
+use crate::error::{Code, Result, WalError};
+use crate::frame::{frame_crc, read_u32, FRAME_HEADER, MARKER_LEN, MARKER_TAG, MAX_PAYLOAD};
+use crate::reader::SegmentReader;
+use crate::recovery::{recover, RecoveryMode, RecoveryReport};
+use crate::segment::{file_name, SEGMENT_HEADER};
+use crate::state::State;
+use crate::store::{FileStore, Store};
+
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+pub const DEFAULT_MAX_RECORD_BYTES: u32 = 16 << 20;
+pub const MIN_SEGMENT_BYTES: u64 = 4096;
+pub const MAX_SEGMENT_BYTES: u64 = 1 << 40;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Capacity of new segment files, header included.
+    pub segment_bytes: u64,
+    /// Largest payload `append` accepts.
+    pub max_record_bytes: u32,
+    pub recovery: RecoveryMode,
+    /// Zero-fill new segments to their full capacity when they are prepared.
+    pub preallocate: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            recovery: RecoveryMode::Strict,
+            preallocate: false,
+        }
+    }
+}
+
+/// Bytes a segment spends besides one record's payload: header, marker, frame header.
+pub const SEGMENT_OVERHEAD: u64 = (SEGMENT_HEADER + MARKER_LEN + FRAME_HEADER) as u64;
+
+impl Options {
+    pub fn validate(&self) -> Result<()> {
+        if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&self.segment_bytes) {
+            return Err(WalError::invalid(format!(
+                "segmentBytes must be between {MIN_SEGMENT_BYTES} and {MAX_SEGMENT_BYTES}, got {}",
+                self.segment_bytes
+            )));
+        }
+        if self.max_record_bytes > MAX_PAYLOAD || self.max_record_bytes as u64 + SEGMENT_OVERHEAD > self.segment_bytes {
+            return Err(WalError::invalid(format!(
+                "maxRecordBytes ({}) must leave room for the segment and frame headers: at most segmentBytes - {SEGMENT_OVERHEAD}",
+                self.max_record_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A batch of records read in one go: `data` holds the raw frames, each record's payload is
+/// `data[bounds[2i]..bounds[2i+1]]` and its LSN `lsns[i]`.
+pub struct Chunk {
+    pub data: Vec<u8>,
+    pub lsns: Vec<f64>,
+    pub bounds: Vec<u32>,
+    /// Where the next read should start.
+    pub next: u64,
+    /// The chunk reached the end of the log.
+    pub done: bool,
+}
+
+pub struct Log {
+    pub store: Arc<dyn Store>,
+    pub opts: Options,
+    pub state: RwLock<State>,
+    pub report: RecoveryReport,
+    poison: Mutex<Option<WalError>>,
+    closed: AtomicBool,
+}
+
+fn not_found(lsn: u64, why: &str) -> WalError {
+    WalError::new(Code::NotFound, format!("no record at LSN {lsn}: {why}"))
+}
+
+impl Log {
+    pub fn open_dir(dir: &Path, opts: Options) -> Result<Arc<Log>> {
+        opts.validate()?;
+        let store: Arc<dyn Store> = Arc::new(FileStore::open(dir)?);
+        Log::open(store, opts)
+    }
+
+    pub fn open(store: Arc<dyn Store>, opts: Options) -> Result<Arc<Log>> {
+        opts.validate()?;
+        let (state, report) = recover(store.as_ref(), opts.segment_bytes, opts.recovery)?;
+        Ok(Arc::new(Log {
+            store,
+            opts,
+            state: RwLock::new(state),
+            report,
+            poison: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        }))
+    }
+
+    pub fn state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn bounds(&self) -> (u64, u64) {
+        let st = self.state();
+        (st.first_lsn, st.next_lsn)
+    }
+
+    pub fn poisoned(&self) -> Option<WalError> {
+        self.poison.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_poison(&self, cause: &WalError) {
+        let mut p = self.poison.lock().unwrap_or_else(|p| p.into_inner());
+        if p.is_none() {
+            *p = Some(cause.clone());
+        }
+    }
+
+    pub fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(WalError::new(Code::Closed, "the log is closed"));
+        }
+        Ok(())
+    }
+
+    pub fn mark_closed(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Find the record at `lsn`: its segment base, position and payload length.
+    pub fn locate(&self, lsn: u64) -> Result<(u64, u64, u32)> {
+        let (base, pos, start, end) = {
+            let st = self.state();
+            if lsn < st.first_lsn {
+                return Err(not_found(lsn, "it is before the first record (truncated or never written)"));
+            }
+            let (base, seg, pos) = st.segment_of(lsn).ok_or_else(|| not_found(lsn, "it is past the end of the log"))?;
+            (base, pos, seg.floor(pos), seg.end)
+        };
+        let mut reader = SegmentReader::new(self.store.as_ref(), base, end, 8192);
+        let mut q = start;
+        let mut len = frame_len_at(&mut reader, base, q)?;
+        while q < pos {
+            q += len;
+            len = frame_len_at(&mut reader, base, q)?;
+        }
+        if q != pos || len == MARKER_LEN as u64 && read_u32(reader.get(pos, 8)?, 4) == MARKER_TAG {
+            return Err(not_found(lsn, "no record starts there"));
+        }
+        if pos + len > end {
+            return Err(WalError::corrupt(&file_name(base), pos, "record runs past the durable end"));
+        }
+        Ok((base, pos, (len - FRAME_HEADER as u64) as u32))
+    }
+
+    /// The payload of the record at `lsn`, checksum verified.
+    pub fn read(&self, lsn: u64) -> Result<Vec<u8>> {
+        self.check_open()?;
+        let (base, pos, len) = self.locate(lsn)?;
+        let mut header = [0u8; FRAME_HEADER];
+        let mut payload = vec![0u8; len as usize];
+        let got_h = self.store.read_at(base, pos, &mut header)?;
+        let got_p = self.store.read_at(base, pos + FRAME_HEADER as u64, &mut payload)?;
+        if got_h < FRAME_HEADER || got_p < payload.len() || frame_crc(len, &payload) != read_u32(&header, 0) {
+            return Err(WalError::corrupt(&file_name(base), pos, "record checksum mismatch"));
+        }
+        Ok(payload)
+    }
+
+    /// Records from the first one at or after `from`, about `max_bytes` of them (at least one).
+    pub fn read_chunk(&self, from: u64, max_bytes: usize) -> Result<Chunk> {
+        self.check_open()?;
+        let (base, pos, start, end, next_seg) = {
+            let st = self.state();
+            let from = from.max(st.first_lsn);
+            let empty = || Chunk { data: Vec::new(), lsns: Vec::new(), bounds: Vec::new(), next: st.next_lsn, done: true };
+            if from >= st.next_lsn {
+                return Ok(empty());
+            }
+            let (&base, seg) = match st.segs.range(..=from).next_back() {
+                Some((b, s)) if from - b < s.end => (b, s),
+                _ => match st.segs.range(from + 1..).next() {
+                    Some(x) => x,
+                    None => return Ok(empty()),
+                },
+            };
+            let pos = from.saturating_sub(base).max(SEGMENT_HEADER as u64);
+            let next_seg = st.segs.range(base + 1..).next().map(|(b, _)| *b);
+            (base, pos, seg.floor(pos), seg.end, next_seg)
+        };
+        let mut reader = SegmentReader::new(self.store.as_ref(), base, end, 8192);
+        let mut q = start;
+        while q < pos {
+            q += frame_len_at(&mut reader, base, q)?;
+        }
+        let mut window_end = (q + max_bytes as u64).min(end);
+        if q < end {
+            window_end = window_end.max(q + frame_len_at(&mut reader, base, q)?);
+        }
+        let mut data = vec![0u8; (window_end - q) as usize];
+        let got = self.store.read_at(base, q, &mut data)?;
+        if got < data.len() {
+            return Err(WalError::corrupt(&file_name(base), q + got as u64, "segment shorter than its durable end"));
+        }
+        let mut lsns = Vec::new();
+        let mut bounds = Vec::new();
+        let mut at = 0usize;
+        while at + FRAME_HEADER <= data.len() {
+            let len = read_u32(&data, at + 4);
+            let size = if len == MARKER_TAG { MARKER_LEN } else { FRAME_HEADER + len as usize };
+            if at + size > data.len() {
+                break;
+            }
+            if len != MARKER_TAG {
+                let payload = &data[at + FRAME_HEADER..at + size];
+                if frame_crc(len, payload) != read_u32(&data, at) {
+                    return Err(WalError::corrupt(&file_name(base), q + at as u64, "record checksum mismatch"));
+                }
+                lsns.push((base + q + at as u64) as f64);
+                bounds.push((at + FRAME_HEADER) as u32);
+                bounds.push((at + size) as u32);
+            }
+            at += size;
+        }
+        let stop = q + at as u64;
+        let (next, done) = if stop < end {
+            (base + stop, false)
+        } else {
+            match next_seg {
+                Some(b) => (b + SEGMENT_HEADER as u64, false),
+                None => (base + stop, true),
+            }
+        };
+        Ok(Chunk { data, lsns, bounds, next, done })
+    }
+}
+
+/// Size of the (already validated) frame at `pos`.
+fn frame_len_at(reader: &mut SegmentReader, base: u64, pos: u64) -> Result<u64> {
+    let h = reader.get(pos, FRAME_HEADER)?;
+    if h.len() < FRAME_HEADER {
+        return Err(WalError::corrupt(&file_name(base), pos, "frame header past the end of the segment"));
+    }
+    let len = read_u32(h, 4);
+    Ok(if len == MARKER_TAG { MARKER_LEN as u64 } else { FRAME_HEADER as u64 + len as u64 })
+}

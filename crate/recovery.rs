@@ -1,0 +1,271 @@
+//! Recovery on open: scan every segment, cut the torn tail of the last write, and refuse (or,
+//! in `truncate` mode, cut at) anything that is damage rather than an interrupted write.
+//!
+//! The rule rests on the commit markers (see `frame`): a damaged frame is an interrupted write
+//! only if no valid marker follows it anywhere in the log, and consecutive segments must join
+//! exactly (the first marker of a segment names where the previous one ended).
+
+use crate::error::{Code, Result, WalError};
+use crate::frame::{decode, is_marker_at, Frame, FRAME_HEADER, MARKER_LEN, MAX_PAYLOAD};
+use crate::reader::SegmentReader;
+use crate::segment::{decode_header, file_name, SEGMENT_HEADER};
+use crate::state::{SegState, State, SPARSE_GAP};
+use crate::store::Store;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecoveryMode {
+    /// Cut only the torn tail of the last write; any other damage fails the open.
+    Strict,
+    /// Cut at the first damaged frame anywhere, dropping everything after it.
+    Truncate,
+}
+
+/// What recovery did, for the caller to inspect or log.
+#[derive(Clone, Debug, Default)]
+pub struct RecoveryReport {
+    /// Bytes of an interrupted write removed from the end of the log.
+    pub torn_bytes: u64,
+    /// In `truncate` mode: where the log was cut because of damage (an LSN), if it was.
+    pub cut_at: Option<u64>,
+    /// In `truncate` mode: the damage that caused the cut.
+    pub cut_reason: Option<String>,
+    /// In `truncate` mode: bytes of log (including any valid records) dropped after the cut.
+    pub dropped_bytes: u64,
+    pub segments: u64,
+    pub records: u64,
+}
+
+struct Scan {
+    base: u64,
+    capacity: u64,
+    file_len: u64,
+    /// Position just past the last valid frame.
+    end: u64,
+    first_record: Option<u64>,
+    /// `prev_end` of the marker at the very start of the segment, if there is one.
+    first_prev_end: Option<u64>,
+    has_frames: bool,
+    /// A valid marker lies beyond `end`: what stopped the scan is damage, not a torn write.
+    marker_after_end: bool,
+    sparse: Vec<u64>,
+    records: u64,
+}
+
+const CHUNK: usize = 4 << 20;
+
+fn scan(store: &dyn Store, base: u64, capacity: u64) -> Result<Scan> {
+    let file_len = store.len(base)?;
+    let max_len = capacity.min(MAX_PAYLOAD as u64) as u32;
+    let mut reader = SegmentReader::new(store, base, file_len, CHUNK);
+    let mut s = Scan {
+        base,
+        capacity,
+        file_len,
+        end: SEGMENT_HEADER as u64,
+        first_record: None,
+        first_prev_end: None,
+        has_frames: false,
+        marker_after_end: false,
+        sparse: vec![SEGMENT_HEADER as u64],
+        records: 0,
+    };
+    let mut pos = SEGMENT_HEADER as u64;
+    loop {
+        if pos >= file_len {
+            break;
+        }
+        let mut need = FRAME_HEADER;
+        let frame = loop {
+            let bytes = reader.get(pos, need)?;
+            match decode(bytes, base + pos, max_len) {
+                Frame::NeedMore { need: n } if bytes.len() >= n || bytes.len() < need => break Frame::Invalid,
+                Frame::NeedMore { need: n } => need = n,
+                f => break f,
+            }
+        };
+        let size = match frame {
+            Frame::Record { len } => {
+                s.records += 1;
+                s.first_record.get_or_insert(pos);
+                FRAME_HEADER as u64 + len as u64
+            }
+            Frame::Marker { prev_end } => {
+                if pos == SEGMENT_HEADER as u64 {
+                    s.first_prev_end = Some(prev_end);
+                }
+                MARKER_LEN as u64
+            }
+            _ => break,
+        };
+        s.has_frames = true;
+        if pos >= s.sparse.last().unwrap() + SPARSE_GAP {
+            s.sparse.push(pos);
+        }
+        pos += size;
+        s.end = pos;
+    }
+    if s.end < file_len {
+        s.marker_after_end = marker_after(&mut reader, base, s.end + 1)?;
+    }
+    Ok(s)
+}
+
+/// Whether any valid commit marker starts at or after `from`.
+fn marker_after(reader: &mut SegmentReader, base: u64, from: u64) -> Result<bool> {
+    let len = reader.len();
+    let mut pos = from;
+    while pos + MARKER_LEN as u64 <= len {
+        let window = reader.get(pos, CHUNK)?.to_vec();
+        let last = window.len().saturating_sub(MARKER_LEN - 1);
+        for i in 0..last {
+            // Cheap filter on the tag byte pattern before the checksum.
+            if window[i + 4..i + 8] == crate::frame::MARKER_TAG.to_le_bytes() && is_marker_at(&window[i..], base + pos + i as u64) {
+                return Ok(true);
+            }
+        }
+        if last == 0 {
+            break;
+        }
+        pos += last as u64;
+    }
+    Ok(false)
+}
+
+/// Scan the store and bring it to a consistent state: the returned state describes exactly the
+/// valid log, and the store holds nothing beyond it.
+pub fn recover(store: &dyn Store, new_capacity: u64, mode: RecoveryMode) -> Result<(State, RecoveryReport)> {
+    let mut report = RecoveryReport::default();
+    let bases = store.list()?;
+    if bases.is_empty() {
+        let header = crate::segment::encode_header(0, new_capacity);
+        store.create(0, &header, 0)?;
+        let mut state = State::default();
+        state.segs.insert(0, SegState::empty(new_capacity));
+        state.refresh_bounds();
+        report.segments = 1;
+        return Ok((state, report));
+    }
+
+    // Headers, and the segments must join without gaps.
+    let mut metas: Vec<(u64, u64)> = Vec::new();
+    let mut damage: Option<(usize, u64, WalError)> = None; // (segment index, position, error)
+    for (i, &base) in bases.iter().enumerate() {
+        let mut buf = [0u8; SEGMENT_HEADER];
+        let got = store.read_at(base, 0, &mut buf)?;
+        match decode_header(&buf[..got], base) {
+            Ok(capacity) => {
+                if let Some(&(pb, pc)) = metas.last() {
+                    if pb + pc != base {
+                        damage = Some((i, 0, WalError::corrupt(&file_name(base), 0, &format!("segment does not follow {} (a segment is missing)", file_name(pb)))));
+                        break;
+                    }
+                }
+                metas.push((base, capacity));
+            }
+            Err(e) => {
+                damage = Some((i, 0, e));
+                break;
+            }
+        }
+    }
+
+    let mut scans = Vec::with_capacity(metas.len());
+    for &(base, capacity) in &metas {
+        scans.push(scan(store, base, capacity)?);
+    }
+    let data_last = scans.iter().rposition(|s| s.has_frames);
+
+    // Find the first damage among the segments that hold data.
+    if damage.is_none() {
+        if let Some(d) = data_last {
+            for i in 0..=d {
+                let s = &scans[i];
+                let name = file_name(s.base);
+                if s.marker_after_end {
+                    damage = Some((i, s.end, WalError::corrupt(&name, s.end, "damaged frame followed by valid data")));
+                    break;
+                }
+                if i < d {
+                    let next = &scans[i + 1];
+                    match next.first_prev_end {
+                        Some(pe) if pe == s.base + s.end => {}
+                        Some(_) => {
+                            damage = Some((i, s.end, WalError::corrupt(&name, s.end, "segment ends before the data the next segment expects")));
+                            break;
+                        }
+                        None => {
+                            damage = Some((i + 1, SEGMENT_HEADER as u64, WalError::corrupt(&file_name(next.base), SEGMENT_HEADER as u64, "damaged first frame")));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // Keep segments [0, keep) in full, cut segment `keep - 1` at `cut`.
+    let damaged = damage.is_some();
+    let (keep, cut) = match damage {
+        Some((i, pos, err)) => {
+            if mode == RecoveryMode::Strict {
+                return Err(err);
+            }
+            report.cut_reason = Some(err.message.clone());
+            if i >= scans.len() {
+                // A bad header or a gap: drop that segment and everything after it.
+                let prev = scans.len().checked_sub(1);
+                match prev {
+                    Some(p) => (p + 1, scans[p].end),
+                    None => (0, 0),
+                }
+            } else {
+                (i + 1, pos)
+            }
+        }
+        None => match data_last {
+            Some(d) => (d + 1, scans[d].end),
+            None => (1, SEGMENT_HEADER as u64),
+        },
+    };
+    if keep == 0 {
+        return Err(WalError::new(Code::Corrupt, report.cut_reason.unwrap_or_default()));
+    }
+    if damaged {
+        let s = &scans[keep - 1];
+        report.cut_at = Some(s.base + cut);
+        report.dropped_bytes = s.file_len.saturating_sub(cut)
+            + scans[keep..].iter().map(|s| s.file_len.saturating_sub(SEGMENT_HEADER as u64)).sum::<u64>();
+    }
+
+    // Remove what follows, newest first, so a crash part-way leaves a prefix.
+    for &base in bases.iter().rev() {
+        if base > scans[keep - 1].base {
+            store.remove(base)?;
+        }
+    }
+    let last = &mut scans[keep - 1];
+    if last.file_len > cut {
+        if !damaged {
+            report.torn_bytes = last.file_len - cut;
+        }
+        store.truncate(last.base, cut)?;
+        store.sync(last.base)?;
+        last.end = cut;
+        last.sparse.retain(|&p| p < cut.max(SEGMENT_HEADER as u64 + 1));
+        if last.first_record.is_some_and(|f| f >= cut) {
+            last.first_record = None;
+        }
+    }
+
+    let mut state = State::default();
+    for s in scans.into_iter().take(keep) {
+        report.records += s.records;
+        state.segs.insert(
+            s.base,
+            SegState { capacity: s.capacity, end: s.end, first_record: s.first_record, sparse: s.sparse },
+        );
+    }
+    report.segments = keep as u64;
+    state.refresh_bounds();
+    Ok((state, report))
+}

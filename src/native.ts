@@ -1,0 +1,7 @@
+// The loader `napi build` generates picks this platform's binary: a local build next to it,
+// or the matching prebuilt package from npm/.
+import native = require('../native.js')
+
+export type NativeWal = native.NativeWal
+export const NativeWal = native.NativeWal
+export type NativeChunk = native.NativeChunk

@@ -1,0 +1,434 @@
+import { fromNative, invalidArg, SturdyError } from './errors.js'
+import { NativeWal } from './native.js'
+
+/** What `append` accepts: bytes, or a string stored as UTF-8. */
+export type RecordData = Uint8Array | string
+
+/** Options for {@link Wal.open}. */
+export interface WalOptions {
+  /**
+   * Capacity of each segment file in bytes, header included (default 64 MiB). A log keeps the
+   * capacity its segments were created with; this applies to new segments.
+   */
+  segmentBytes?: number
+  /** Largest record accepted, in bytes (default 16 MiB; at most `segmentBytes - 104`). */
+  maxRecordBytes?: number
+  /**
+   * What to do with damage found on open. `'strict'` (default) cuts only the torn tail of the
+   * last, unacknowledged write and fails with `ERR_CORRUPT` on anything else. `'truncate'` cuts
+   * the log at the first damaged record anywhere and reports what it dropped in
+   * {@link Wal.recovery}.
+   */
+  recovery?: 'strict' | 'truncate'
+  /** Zero-fill each new segment to its full size when it is prepared (default false). */
+  preallocate?: boolean
+}
+
+/** One record read back from the log. */
+export interface WalEntry {
+  lsn: number
+  data: Buffer
+}
+
+/** What recovery did when the log was opened. */
+export interface RecoveryReport {
+  /** Bytes of an interrupted (never acknowledged) write cut from the end. */
+  tornBytes: number
+  /** With `recovery: 'truncate'`: the LSN where damage made recovery cut the log. */
+  cutAt?: number
+  /** With `recovery: 'truncate'`: what the damage was. */
+  cutReason?: string
+  /** With `recovery: 'truncate'`: bytes dropped after the cut, valid records included. */
+  droppedBytes: number
+  segments: number
+  records: number
+}
+
+const FRAME_HEADER = 8
+const MIN_CHUNK = 64 * 1024
+
+/** Records gathered in one event-loop turn: committed together with one durability barrier. */
+class Group {
+  readonly chunks: Buffer[] = []
+  private cur: Buffer
+  private used = 0
+  /** Group offset at which `cur` starts. */
+  private base = 0
+  readonly done: Promise<Float64Array>
+  resolve!: (anchors: Float64Array) => void
+  reject!: (err: unknown) => void
+
+  constructor(firstChunk: number) {
+    this.cur = Buffer.allocUnsafe(Math.max(MIN_CHUNK, firstChunk))
+    this.done = new Promise((resolve, reject) => {
+      this.resolve = resolve
+      this.reject = reject
+    })
+    // Callers attach their own handlers; this one only stops an unobserved rejection warning.
+    this.done.catch(() => {})
+  }
+
+  get size(): number {
+    return this.base + this.used
+  }
+
+  /** Frame one record into the group (the only copy of its bytes); returns its group offset. */
+  add(data: RecordData, len: number): number {
+    const need = FRAME_HEADER + len
+    if (this.used + need > this.cur.length) {
+      this.seal()
+      this.cur = Buffer.allocUnsafe(Math.max(MIN_CHUNK, need, this.size))
+    }
+    const at = this.used
+    this.cur.writeUInt32LE(len, at + 4)
+    if (typeof data === 'string') this.cur.write(data, at + FRAME_HEADER, len, 'utf8')
+    else this.cur.set(data, at + FRAME_HEADER)
+    this.used += need
+    return this.base + at
+  }
+
+  /** Close the current chunk (its used part joins `chunks`). */
+  seal(): void {
+    if (this.used > 0) this.chunks.push(this.cur.subarray(0, this.used))
+    this.base += this.used
+    this.used = 0
+  }
+}
+
+/** The LSN of the record at group offset `offset`, from the committer's anchors. */
+function lsnAt(anchors: Float64Array, offset: number): number {
+  let i = 0
+  while (i + 2 < anchors.length && anchors[i + 2] <= offset) i += 2
+  return anchors[i + 1] + (offset - anchors[i])
+}
+
+function checkLsn(name: string, lsn: unknown): number {
+  if (typeof lsn !== 'number' || !Number.isSafeInteger(lsn) || lsn < 0) {
+    throw invalidArg(`${name} must be a non-negative safe integer, got ${typeof lsn === 'number' ? lsn : typeof lsn}`)
+  }
+  return lsn
+}
+
+function nativeOptions(options: WalOptions): Record<string, unknown> {
+  if (options === null || typeof options !== 'object') throw invalidArg('options must be an object')
+  const { segmentBytes, maxRecordBytes, recovery, preallocate } = options
+  for (const [k, v] of Object.entries({ segmentBytes, maxRecordBytes })) {
+    if (v !== undefined && (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)) {
+      throw invalidArg(`${k} must be a positive integer`)
+    }
+  }
+  if (recovery !== undefined && recovery !== 'strict' && recovery !== 'truncate') {
+    throw invalidArg(`recovery must be 'strict' or 'truncate'`)
+  }
+  if (preallocate !== undefined && typeof preallocate !== 'boolean') throw invalidArg('preallocate must be a boolean')
+  return { segmentBytes, maxRecordBytes, recovery, preallocate }
+}
+
+function checkDir(dir: unknown): string {
+  if (typeof dir !== 'string' || dir.length === 0 || dir.includes('\0')) {
+    throw invalidArg('dir must be a non-empty path string')
+  }
+  return dir
+}
+
+/**
+ * A durable, append-only write-ahead log.
+ *
+ * Every promise from `append`/`appendBatch` resolves only once the record is on stable storage
+ * (fdatasync on Linux, F_FULLFSYNC on macOS, FlushFileBuffers on Windows). Appends made in the
+ * same event-loop turn share one write and one durability barrier, so many concurrent writers
+ * cost little more than one. A record's LSN is its byte position in the log and never changes.
+ *
+ * @example
+ * ```ts
+ * import { Wal } from 'sturdy'
+ * const wal = await Wal.open('./data/wal')
+ * const lsn = await wal.append('hello')          // durable now
+ * for await (const { lsn, data } of wal.entries()) console.log(lsn, data.toString())
+ * await wal.close()
+ * ```
+ */
+export class Wal {
+  readonly #native: NativeWal
+  readonly #maxRecordBytes: number
+  #group: Group | undefined
+  #lastGroupSize = 0
+  #closed = false
+
+  private constructor(native: NativeWal) {
+    this.#native = native
+    this.#maxRecordBytes = native.maxRecordBytes()
+  }
+
+  /**
+   * Open (creating if needed) the log in directory `dir`, recovering it from any crash.
+   * Fails with `ERR_LOCKED` if another process has it open and `ERR_CORRUPT` on damage that
+   * is not a torn tail (unless `recovery: 'truncate'`).
+   */
+  static async open(dir: string, options: WalOptions = {}): Promise<Wal> {
+    const opts = nativeOptions(options)
+    try {
+      return new Wal(await NativeWal.open(checkDir(dir), opts))
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /** Synchronous {@link Wal.open}, for scripts and CLIs. */
+  static openSync(dir: string, options: WalOptions = {}): Wal {
+    const opts = nativeOptions(options)
+    try {
+      return new Wal(NativeWal.openSync(checkDir(dir), opts))
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /** LSN of the oldest record, or {@link Wal.nextLsn} when the log is empty. */
+  get firstLsn(): number {
+    return this.#native.firstLsn()
+  }
+
+  /** LSN just past the newest durable record: every later append gets a larger LSN. */
+  get nextLsn(): number {
+    return this.#native.nextLsn()
+  }
+
+  /** What recovery found and did when this log was opened. */
+  get recovery(): RecoveryReport {
+    const r = this.#native.recovery()
+    const report: RecoveryReport = { tornBytes: r.tornBytes, droppedBytes: r.droppedBytes, segments: r.segments, records: r.records }
+    if (r.cutAt != null) report.cutAt = r.cutAt
+    if (r.cutReason != null) report.cutReason = r.cutReason
+    return report
+  }
+
+  /** Whether {@link Wal.close} has been called. */
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  /**
+   * Append one record. Resolves with its LSN once it is durable. The bytes are copied before
+   * this returns, so the caller may reuse its buffer at once.
+   */
+  append(data: RecordData): Promise<number> {
+    let offset: number
+    let group: Group
+    try {
+      group = this.#gather()
+      offset = group.add(data, this.#measure(data))
+    } catch (e) {
+      return Promise.reject(e)
+    }
+    const done = group.done.then((anchors) => lsnAt(anchors, offset))
+    this.#flushIfLarge(group)
+    return done
+  }
+
+  /** Append several records as one group with one durability barrier; resolves with their LSNs. */
+  appendBatch(records: readonly RecordData[]): Promise<number[]> {
+    let offsets: number[]
+    let group: Group
+    try {
+      if (!Array.isArray(records)) throw invalidArg('appendBatch takes an array of records')
+      const lens = records.map((r) => this.#measure(r))
+      group = this.#gather(lens.reduce((a, l) => a + l + FRAME_HEADER, 0))
+      offsets = records.map((r, i) => group.add(r, lens[i]))
+    } catch (e) {
+      return Promise.reject(e)
+    }
+    const done = group.done.then((anchors) => offsets.map((o) => lsnAt(anchors, o)))
+    this.#flushIfLarge(group)
+    return done
+  }
+
+  /** Synchronous {@link Wal.append}: blocks until the record is durable. */
+  appendSync(data: RecordData): number {
+    this.#checkOpen()
+    const group = new Group(0)
+    const offset = group.add(data, this.#measure(data))
+    group.seal()
+    this.#flush()
+    try {
+      return lsnAt(this.#native.commitSync(group.chunks), offset)
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /** Resolves once everything appended before this call is durable. */
+  async sync(): Promise<void> {
+    this.#checkOpen()
+    this.#flush()
+    try {
+      await this.#native.sync()
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /** Synchronous {@link Wal.sync}. */
+  syncSync(): void {
+    this.#checkOpen()
+    this.#flush()
+    try {
+      this.#native.syncSync()
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /** The payload of the record at `lsn`; `ERR_NOT_FOUND` if no record starts there. */
+  async read(lsn: number): Promise<Buffer> {
+    this.#checkOpen()
+    checkLsn('lsn', lsn)
+    try {
+      return await this.#native.read(lsn)
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /** Synchronous {@link Wal.read}. */
+  readSync(lsn: number): Buffer {
+    this.#checkOpen()
+    checkLsn('lsn', lsn)
+    try {
+      return this.#native.readSync(lsn)
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /**
+   * Iterate over durable records in LSN order, starting with the first record at or after
+   * `from` (default: the oldest). Records are read in chunks of about `chunkBytes`; each
+   * entry's `data` is a view into its chunk.
+   */
+  async *entries(options: { from?: number; chunkBytes?: number } = {}): AsyncIterableIterator<WalEntry> {
+    let next = options.from === undefined ? 0 : checkLsn('from', options.from)
+    const chunkBytes = options.chunkBytes ?? 1 << 20
+    if (!Number.isSafeInteger(chunkBytes) || chunkBytes <= 0 || chunkBytes > 0xffffffff) {
+      throw invalidArg('chunkBytes must be a positive integer below 4 GiB')
+    }
+    for (;;) {
+      this.#checkOpen()
+      let chunk
+      try {
+        chunk = await this.#native.readChunk(next, chunkBytes)
+      } catch (e) {
+        throw fromNative(e)
+      }
+      const { data, lsns, bounds } = chunk
+      for (let i = 0; i < lsns.length; i++) {
+        yield { lsn: lsns[i], data: data.subarray(bounds[2 * i], bounds[2 * i + 1]) }
+      }
+      if (chunk.done) return
+      next = chunk.next
+    }
+  }
+
+  /**
+   * Drop the record at `lsn` and every record after it, durably (for example a conflicting
+   * suffix). `lsn` must be a record's LSN or {@link Wal.nextLsn}. Later appends continue from
+   * `lsn`.
+   */
+  async truncateFrom(lsn: number): Promise<void> {
+    this.#checkOpen()
+    checkLsn('lsn', lsn)
+    this.#flush()
+    try {
+      await this.#native.truncateFrom(lsn)
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /**
+   * Drop whole segments whose records all lie below `lsn` (for example once a checkpoint covers
+   * them). LSNs are never renumbered; records below `lsn` that share a segment with newer ones
+   * stay readable. Resolves with the new {@link Wal.firstLsn}.
+   */
+  async truncateBefore(lsn: number): Promise<number> {
+    this.#checkOpen()
+    checkLsn('lsn', lsn)
+    this.#flush()
+    try {
+      return await this.#native.truncateBefore(lsn)
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /**
+   * Wait for pending appends, make everything durable, and release the log. Later calls fail
+   * with `ERR_CLOSED`; closing twice is harmless.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#flush()
+    this.#closed = true
+    try {
+      await this.#native.close()
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /** Synchronous {@link Wal.close}. */
+  closeSync(): void {
+    if (this.#closed) return
+    this.#flush()
+    this.#closed = true
+    try {
+      this.#native.closeSync()
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new SturdyError('ERR_CLOSED', 'the log is closed')
+  }
+
+  /** Byte length of a record, after checking its type and size. */
+  #measure(data: RecordData): number {
+    let len: number
+    if (typeof data === 'string') len = Buffer.byteLength(data, 'utf8')
+    else if (data instanceof Uint8Array) len = data.byteLength
+    else throw invalidArg(`a record must be a Uint8Array or a string, got ${data === null ? 'null' : typeof data}`)
+    if (len > this.#maxRecordBytes) {
+      throw new SturdyError('ERR_RECORD_TOO_LARGE', `record of ${len} bytes exceeds maxRecordBytes (${this.#maxRecordBytes})`)
+    }
+    return len
+  }
+
+  /** The group gathering this turn's appends; the first append of a turn schedules its flush. */
+  #gather(expected = 0): Group {
+    this.#checkOpen()
+    if (this.#group === undefined) {
+      this.#group = new Group(Math.max(expected + 64, this.#lastGroupSize))
+      queueMicrotask(() => this.#flush())
+    }
+    return this.#group
+  }
+
+  #flushIfLarge(group: Group): void {
+    if (group.size >= 4 << 20) this.#flush()
+  }
+
+  /** Hand the gathered group to the committer: one native call, one promise. */
+  #flush(): void {
+    const group = this.#group
+    if (group === undefined) return
+    this.#group = undefined
+    group.seal()
+    this.#lastGroupSize = Math.min(group.size, 4 << 20)
+    try {
+      this.#native.commit(group.chunks).then(group.resolve, (e: unknown) => group.reject(fromNative(e)))
+    } catch (e) {
+      group.reject(fromNative(e))
+    }
+  }
+}
