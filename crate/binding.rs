@@ -5,16 +5,16 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi::{Env, JsDeferred};
 use napi_derive::napi;
 
-use crate::committer::{self, Command, Done, Group, GroupBytes};
+use crate::committer::{Command, Done, Group, GroupBytes};
 use crate::error::{Code, Result as WResult, WalError};
 use crate::log::{Chunk, Log, Options};
+use crate::wal::Wal;
 use crate::recovery::RecoveryMode;
 
 fn to_napi(e: WalError) -> napi::Error {
@@ -90,30 +90,6 @@ impl From<Chunk> for NativeChunk {
     }
 }
 
-struct Handle {
-    log: Arc<Log>,
-    tx: Mutex<Option<Sender<Command>>>,
-}
-
-impl Handle {
-    fn send(&self, cmd: Command) -> WResult<()> {
-        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        match tx.as_ref() {
-            Some(tx) => tx.send(cmd).map_err(|_| WalError::new(Code::Closed, "the log is closed")),
-            None => Err(WalError::new(Code::Closed, "the log is closed")),
-        }
-    }
-
-    /// Send a command built around `done`, then block until it reports.
-    fn call_sync<T: Send + 'static>(&self, make: impl FnOnce(Done<T>) -> Command) -> WResult<T> {
-        let (tx, rx) = sync_channel(1);
-        self.send(make(Box::new(move |r| {
-            let _ = tx.send(r);
-        })))?;
-        rx.recv().unwrap_or_else(|_| Err(WalError::new(Code::Closed, "the log is closed")))
-    }
-}
-
 type Resolver<D> = Box<dyn FnOnce(Env) -> napi::Result<D>>;
 
 /// A JS promise and the `Done` that settles it from any thread.
@@ -130,10 +106,7 @@ fn promise<'e, T: Send + 'static, D: ToNapiValue + 'static>(
 }
 
 fn open_handle(dir: String, opts: NativeOptions) -> WResult<NativeWal> {
-    let opts = opts.into_options()?;
-    let log = Log::open_dir(&PathBuf::from(dir), opts)?;
-    let (tx, _thread) = committer::spawn(log.clone())?;
-    Ok(NativeWal { inner: Arc::new(Handle { log, tx: Mutex::new(Some(tx)) }) })
+    Ok(NativeWal { inner: Arc::new(Wal::open_dir(&PathBuf::from(dir), opts.into_options()?)?) })
 }
 
 pub struct OpenTask {
@@ -194,7 +167,7 @@ impl Task for ChunkTask {
 /// The native write-ahead log. Use the TypeScript `Wal` class instead of this.
 #[napi]
 pub struct NativeWal {
-    inner: Arc<Handle>,
+    inner: Arc<Wal>,
 }
 
 fn group_of(chunks: Vec<Buffer>) -> Group {
@@ -230,7 +203,7 @@ impl NativeWal {
 
     #[napi]
     pub fn commit_sync(&self, chunks: Vec<Buffer>) -> napi::Result<Float64Array> {
-        guard(|| self.inner.call_sync(|d| Command::Append(group_of(chunks), d)).map(to_f64))
+        guard(|| self.inner.call(|d| Command::Append(group_of(chunks), d)).map(to_f64))
     }
 
     #[napi(ts_return_type = "Promise<void>")]
@@ -242,7 +215,7 @@ impl NativeWal {
 
     #[napi]
     pub fn sync_sync(&self) -> napi::Result<()> {
-        guard(|| self.inner.call_sync(Command::Sync))
+        guard(|| self.inner.call(Command::Sync))
     }
 
     #[napi(ts_return_type = "Promise<void>")]
@@ -264,30 +237,13 @@ impl NativeWal {
     #[napi(ts_return_type = "Promise<void>")]
     pub fn close<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
         let (done, obj) = promise(env, |()| ())?;
-        let tx = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
-        match tx {
-            Some(tx) => {
-                if let Err(std::sync::mpsc::SendError(cmd)) = tx.send(Command::Close(done)) {
-                    if let Command::Close(done) = cmd {
-                        done(Ok(()));
-                    }
-                }
-            }
-            None => done(Ok(())), // already closed: closing twice is harmless
-        }
+        self.inner.close_with(done);
         Ok(obj)
     }
 
     #[napi]
     pub fn close_sync(&self) -> napi::Result<()> {
-        let tx = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(tx) = tx {
-            let (rtx, rrx) = sync_channel(1);
-            if tx.send(Command::Close(Box::new(move |r| { let _ = rtx.send(r); }))).is_ok() {
-                rrx.recv().unwrap_or(Ok(())).map_err(to_napi)?;
-            }
-        }
-        Ok(())
+        guard(|| self.inner.close())
     }
 
     #[napi(ts_return_type = "Promise<Buffer>")]

@@ -11,5 +11,9 @@ pub mod recovery;
 pub mod segment;
 pub mod state;
 pub mod store;
+pub mod wal;
 
 mod binding;
+
+#[cfg(test)]
+mod recovery_tests;

@@ -1,7 +1,6 @@
 //! The log: options, open (with recovery), and reads. All writes happen on the committer
 //! thread (`committer.rs`); readers see only durable data.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
@@ -11,7 +10,7 @@ use crate::reader::SegmentReader;
 use crate::recovery::{recover, RecoveryMode, RecoveryReport};
 use crate::segment::{file_name, SEGMENT_HEADER};
 use crate::state::State;
-use crate::store::{FileStore, Store};
+use crate::store::Store;
 
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 pub const DEFAULT_MAX_RECORD_BYTES: u32 = 16 << 20;
@@ -87,12 +86,6 @@ fn not_found(lsn: u64, why: &str) -> WalError {
 }
 
 impl Log {
-    pub fn open_dir(dir: &Path, opts: Options) -> Result<Arc<Log>> {
-        opts.validate()?;
-        let store: Arc<dyn Store> = Arc::new(FileStore::open(dir)?);
-        Log::open(store, opts)
-    }
-
     pub fn open(store: Arc<dyn Store>, opts: Options) -> Result<Arc<Log>> {
         opts.validate()?;
         let (state, report) = recover(store.as_ref(), opts.segment_bytes, opts.recovery)?;
@@ -149,18 +142,24 @@ impl Log {
         };
         let mut reader = SegmentReader::new(self.store.as_ref(), base, end, 8192);
         let mut q = start;
-        let mut len = frame_len_at(&mut reader, base, q)?;
         while q < pos {
-            q += len;
-            len = frame_len_at(&mut reader, base, q)?;
+            q += frame_len_at(&mut reader, base, q)?;
         }
-        if q != pos || len == MARKER_LEN as u64 && read_u32(reader.get(pos, 8)?, 4) == MARKER_TAG {
+        if q != pos {
             return Err(not_found(lsn, "no record starts there"));
         }
-        if pos + len > end {
+        let header = reader.get(pos, FRAME_HEADER)?;
+        if header.len() < FRAME_HEADER {
+            return Err(WalError::corrupt(&file_name(base), pos, "frame header past the durable end"));
+        }
+        let len = read_u32(header, 4);
+        if len == MARKER_TAG {
+            return Err(not_found(lsn, "no record starts there"));
+        }
+        if pos + FRAME_HEADER as u64 + len as u64 > end {
             return Err(WalError::corrupt(&file_name(base), pos, "record runs past the durable end"));
         }
-        Ok((base, pos, (len - FRAME_HEADER as u64) as u32))
+        Ok((base, pos, len))
     }
 
     /// The payload of the record at `lsn`, checksum verified.

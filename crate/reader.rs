@@ -17,7 +17,8 @@ impl<'a> SegmentReader<'a> {
         SegmentReader { store, base, len, buf: Vec::new(), buf_pos: 0, chunk }
     }
 
-    pub fn len(&self) -> u64 {
+    /// Bytes in the segment.
+    pub fn size(&self) -> u64 {
         self.len
     }
 

@@ -112,7 +112,7 @@ fn scan(store: &dyn Store, base: u64, capacity: u64) -> Result<Scan> {
 
 /// Whether any valid commit marker starts at or after `from`.
 fn marker_after(reader: &mut SegmentReader, base: u64, from: u64) -> Result<bool> {
-    let len = reader.len();
+    let len = reader.size();
     let mut pos = from;
     while pos + MARKER_LEN as u64 <= len {
         let window = reader.get(pos, CHUNK)?.to_vec();
@@ -240,6 +240,9 @@ pub fn recover(store: &dyn Store, new_capacity: u64, mode: RecoveryMode) -> Resu
     // Remove what follows, newest first, so a crash part-way leaves a prefix.
     for &base in bases.iter().rev() {
         if base > scans[keep - 1].base {
+            if !damaged {
+                report.torn_bytes += scans.iter().find(|s| s.base == base).map_or(0, |s| s.file_len - SEGMENT_HEADER as u64);
+            }
             store.remove(base)?;
         }
     }

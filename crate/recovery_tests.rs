@@ -1,0 +1,295 @@
+//! Recovery and truncation on the memory store: what survives, what is cut, what is refused.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::error::Code;
+use crate::frame::FRAME_HEADER;
+use crate::log::Options;
+use crate::recovery::RecoveryMode;
+use crate::store::{MemStore, Store};
+use crate::wal::Wal;
+
+type Image = BTreeMap<u64, Vec<u8>>;
+
+fn opts(segment_bytes: u64) -> Options {
+    Options { segment_bytes, max_record_bytes: 1000, ..Options::default() }
+}
+
+fn open(image: Image, o: Options) -> crate::error::Result<(Wal, Arc<MemStore>)> {
+    let store = Arc::new(MemStore::from_image(image));
+    Ok((Wal::open(store.clone(), o)?, store))
+}
+
+/// Records of varied sizes, some empty, deterministic.
+fn payloads(n: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut x = seed;
+    (0..n)
+        .map(|i| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let len = (x >> 33) as usize % 300;
+            (0..len).map(|j| (i * 31 + j) as u8).collect()
+        })
+        .collect()
+}
+
+/// A log built by appending `records` in groups of `group`, closed; returns the image and LSNs.
+fn build(records: &[Vec<u8>], group: usize, o: Options) -> (Image, Vec<u64>) {
+    let (wal, store) = open(Image::new(), o).unwrap();
+    let mut lsns = Vec::new();
+    for chunk in records.chunks(group) {
+        let refs: Vec<&[u8]> = chunk.iter().map(|r| r.as_slice()).collect();
+        lsns.extend(wal.append_batch(&refs).unwrap());
+    }
+    wal.close().unwrap();
+    (store.image(), lsns)
+}
+
+fn contents(wal: &Wal) -> Vec<(u64, Vec<u8>)> {
+    wal.records(0).unwrap()
+}
+
+fn expected(records: &[Vec<u8>], lsns: &[u64]) -> Vec<(u64, Vec<u8>)> {
+    lsns.iter().copied().zip(records.iter().cloned()).collect()
+}
+
+#[test]
+fn round_trip_across_many_segments() {
+    let records = payloads(400, 1);
+    let (image, lsns) = build(&records, 7, opts(4096));
+    assert!(image.len() > 10, "expected many segments, got {}", image.len());
+    assert!(lsns.windows(2).all(|w| w[0] < w[1]));
+    let (wal, _) = open(image, opts(4096)).unwrap();
+    assert_eq!(contents(&wal), expected(&records, &lsns));
+    for (lsn, data) in expected(&records, &lsns) {
+        assert_eq!(wal.log.read(lsn).unwrap(), data);
+    }
+    assert_eq!(wal.log.report.torn_bytes, 0);
+}
+
+#[test]
+fn reads_reject_positions_that_are_not_records() {
+    let records = payloads(50, 2);
+    let (image, lsns) = build(&records, 5, opts(1 << 20));
+    let (wal, _) = open(image, opts(1 << 20)).unwrap();
+    for &lsn in &lsns {
+        for delta in [1u64, 4, 8] {
+            if !lsns.contains(&(lsn + delta)) {
+                assert_eq!(wal.log.read(lsn + delta).unwrap_err().code, Code::NotFound);
+            }
+        }
+    }
+    assert_eq!(wal.log.read(0).unwrap_err().code, Code::NotFound);
+    assert_eq!(wal.log.read(u64::MAX / 4).unwrap_err().code, Code::NotFound);
+}
+
+#[test]
+fn torn_last_write_cut_at_every_byte() {
+    let records = payloads(30, 3);
+    let (image, lsns) = build(&records, 3, opts(8192));
+    let last_base = *image.range(..=*lsns.last().unwrap()).next_back().unwrap().0;
+    let last_seg = &image[&last_base];
+    assert!(lsns[lsns.len() - 3] > last_base, "the last group must sit in one segment");
+    // The last write is the last group: a marker and three records.
+    let first_lost = lsns[lsns.len() - 3];
+    let start = (first_lost - last_base) as usize - 24;
+    for cut in start..last_seg.len() {
+        let mut torn = image.clone();
+        torn.get_mut(&last_base).unwrap().truncate(cut);
+        let (wal, _) = open(torn, opts(8192)).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        let got = contents(&wal);
+        let kept = lsns.iter().filter(|&&l| l - last_base + FRAME_HEADER as u64 + records[lsns.iter().position(|&x| x == l).unwrap()].len() as u64 <= cut as u64).count();
+        assert_eq!(got, expected(&records[..kept], &lsns[..kept]), "cut at {cut}");
+        // Appends continue and survive a reopen.
+        let new = wal.append(b"after the tear").unwrap();
+        assert!(new >= wal.log.bounds().0);
+        wal.close().unwrap();
+    }
+}
+
+#[test]
+fn garbage_or_zeros_after_the_last_record_are_a_torn_tail() {
+    let records = payloads(20, 4);
+    let (image, lsns) = build(&records, 4, opts(1 << 20));
+    for fill in [0u8, 0xAB] {
+        let mut torn = image.clone();
+        let data_seg = *torn.range(..=*lsns.last().unwrap()).next_back().unwrap().0;
+        torn.get_mut(&data_seg).unwrap().extend(std::iter::repeat_n(fill, 1000));
+        let (wal, store) = open(torn, opts(1 << 20)).unwrap();
+        assert_eq!(contents(&wal), expected(&records, &lsns));
+        assert_eq!(wal.log.report.torn_bytes, 1000);
+        let lsn = wal.append(b"x").unwrap();
+        wal.close().unwrap();
+        let (wal, _) = open(store.image(), opts(1 << 20)).unwrap();
+        assert_eq!(wal.log.read(lsn).unwrap(), b"x");
+    }
+}
+
+#[test]
+fn a_flipped_bit_before_the_last_write_is_corruption() {
+    let records = payloads(40, 5);
+    let (image, lsns) = build(&records, 4, opts(1 << 20));
+    let base = *image.keys().next().unwrap();
+    // Every bit of a record in the middle: its header and its payload.
+    let target = 17;
+    let pos = (lsns[target] - base) as usize;
+    let frame_len = FRAME_HEADER + records[target].len();
+    for bit in 0..frame_len * 8 {
+        let mut bad = image.clone();
+        bad.get_mut(&base).unwrap()[pos + bit / 8] ^= 1 << (bit % 8);
+        match open(bad.clone(), opts(1 << 20)) {
+            Err(e) => {
+                assert_eq!(e.code, Code::Corrupt, "bit {bit}");
+                assert_eq!(e.offset, Some(pos as u64), "bit {bit}: {e}");
+                assert!(e.segment.is_some());
+            }
+            Ok(_) => panic!("bit {bit}: damage in a non-tail record was not detected"),
+        }
+        let (wal, _) = open(bad, Options { recovery: RecoveryMode::Truncate, ..opts(1 << 20) }).unwrap();
+        assert_eq!(contents(&wal), expected(&records[..target], &lsns[..target]), "bit {bit}");
+        assert_eq!(wal.log.report.cut_at, Some(lsns[target]));
+        assert!(wal.log.report.dropped_bytes > 0);
+    }
+}
+
+#[test]
+fn damage_in_a_sealed_segment_is_corruption() {
+    let records = payloads(200, 6);
+    let (image, lsns) = build(&records, 3, opts(4096));
+    let bases: Vec<u64> = image.keys().copied().collect();
+    assert!(bases.len() >= 4);
+    let sealed = bases[1];
+    let in_sealed: Vec<usize> = (0..lsns.len()).filter(|&i| lsns[i] >= sealed && lsns[i] < bases[2]).collect();
+    let last_in_sealed = *in_sealed.last().unwrap();
+
+    // Flip a payload bit of the last record of a sealed segment.
+    let mut bad = image.clone();
+    let pos = (lsns[last_in_sealed] - sealed) as usize + FRAME_HEADER;
+    bad.get_mut(&sealed).unwrap()[pos] ^= 0x10;
+    assert_eq!(open(bad, opts(4096)).err().unwrap().code, Code::Corrupt);
+
+    // Cut a sealed segment short (its last record vanishes).
+    let mut bad = image.clone();
+    let cut = (lsns[last_in_sealed] - sealed) as usize;
+    bad.get_mut(&sealed).unwrap().truncate(cut);
+    let e = open(bad.clone(), opts(4096)).err().unwrap();
+    assert_eq!(e.code, Code::Corrupt, "{e}");
+    let (wal, _) = open(bad, Options { recovery: RecoveryMode::Truncate, ..opts(4096) }).unwrap();
+    assert_eq!(contents(&wal), expected(&records[..last_in_sealed], &lsns[..last_in_sealed]));
+
+    // Damage the segment header.
+    let mut bad = image.clone();
+    bad.get_mut(&sealed).unwrap()[20] ^= 1;
+    assert_eq!(open(bad, opts(4096)).err().unwrap().code, Code::Corrupt);
+
+    // A segment missing in the middle.
+    let mut bad = image.clone();
+    bad.remove(&bases[2]);
+    assert_eq!(open(bad, opts(4096)).err().unwrap().code, Code::Corrupt);
+}
+
+#[test]
+fn an_empty_prepared_segment_after_the_tail_is_harmless() {
+    let records = payloads(10, 7);
+    let (mut image, lsns) = build(&records, 2, opts(1 << 20));
+    let (&base, seg) = image.iter().next_back().unwrap();
+    let next = base + 1_048_576;
+    let header = crate::segment::encode_header(next, 1 << 20);
+    let _ = seg;
+    image.insert(next, header.to_vec());
+    let (wal, _) = open(image, opts(1 << 20)).unwrap();
+    assert_eq!(contents(&wal), expected(&records, &lsns));
+}
+
+#[test]
+fn truncate_from_and_before_survive_reopen() {
+    let records = payloads(300, 8);
+    let (image, lsns) = build(&records, 5, opts(4096));
+    let (wal, store) = open(image, opts(4096)).unwrap();
+    // Cut in the middle of a group in a middle segment.
+    let cut = 152;
+    wal.truncate_from(lsns[cut]).unwrap();
+    assert_eq!(wal.log.bounds().1, lsns[cut]);
+    let more = wal.append_batch(&[b"one", b"two"]).unwrap();
+    assert!(more[0] >= lsns[cut]);
+    let first = wal.truncate_before(lsns[100]).unwrap();
+    assert!(first > lsns[0] && first <= lsns[100]);
+    wal.close().unwrap();
+
+    let (wal, _) = open(store.image(), opts(4096)).unwrap();
+    let got = contents(&wal);
+    let kept_from = lsns.iter().position(|&l| l >= first).unwrap();
+    let mut want = expected(&records[kept_from..cut], &lsns[kept_from..cut]);
+    want.push((more[0], b"one".to_vec()));
+    want.push((more[1], b"two".to_vec()));
+    assert_eq!(got, want);
+    assert_eq!(wal.log.read(lsns[0]).unwrap_err().code, Code::NotFound);
+}
+
+#[test]
+fn truncate_from_rejects_positions_inside_records() {
+    let records = payloads(10, 9);
+    let (image, lsns) = build(&records, 10, opts(1 << 20));
+    let (wal, _) = open(image, opts(1 << 20)).unwrap();
+    assert_eq!(wal.truncate_from(lsns[3] + 1).unwrap_err().code, Code::InvalidArg);
+    assert_eq!(wal.truncate_from(lsns[9] + 10_000).unwrap_err().code, Code::InvalidArg);
+    assert_eq!(contents(&wal), expected(&records, &lsns));
+    wal.truncate_from(lsns[0]).unwrap();
+    assert!(contents(&wal).is_empty());
+    assert_eq!(wal.log.bounds().0, wal.log.bounds().1);
+}
+
+#[test]
+fn emptying_the_log_never_renumbers() {
+    let records = payloads(100, 10);
+    let (image, lsns) = build(&records, 10, opts(4096));
+    let (wal, store) = open(image, opts(4096)).unwrap();
+    let end = wal.log.bounds().1;
+    wal.truncate_before(u64::MAX / 2).unwrap();
+    wal.close().unwrap();
+    let (wal, _) = open(store.image(), opts(4096)).unwrap();
+    let lsn = wal.append(b"later").unwrap();
+    assert!(lsn > *lsns.last().unwrap() && lsn >= end);
+}
+
+#[test]
+fn oversized_records_reject_their_group_only() {
+    let (wal, _) = open(Image::new(), opts(1 << 20)).unwrap();
+    let big = vec![1u8; 1001];
+    assert_eq!(wal.append(&big).unwrap_err().code, Code::RecordTooLarge);
+    let lsn = wal.append(b"fine").unwrap();
+    assert_eq!(wal.log.read(lsn).unwrap(), b"fine");
+}
+
+#[test]
+fn a_failing_store_poisons_the_log() {
+    struct FailingSync(MemStore, std::sync::atomic::AtomicBool);
+    impl Store for FailingSync {
+        fn list(&self) -> crate::error::Result<Vec<u64>> { self.0.list() }
+        fn create(&self, b: u64, h: &[u8], p: u64) -> crate::error::Result<()> { self.0.create(b, h, p) }
+        fn remove(&self, b: u64) -> crate::error::Result<()> { self.0.remove(b) }
+        fn write_at(&self, b: u64, p: u64, bufs: &[&[u8]]) -> crate::error::Result<()> { self.0.write_at(b, p, bufs) }
+        fn read_at(&self, b: u64, p: u64, buf: &mut [u8]) -> crate::error::Result<usize> { self.0.read_at(b, p, buf) }
+        fn len(&self, b: u64) -> crate::error::Result<u64> { self.0.len(b) }
+        fn truncate(&self, b: u64, l: u64) -> crate::error::Result<()> { self.0.truncate(b, l) }
+        fn sync(&self, b: u64) -> crate::error::Result<()> {
+            if self.1.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(crate::error::WalError::io("sync", std::io::Error::from_raw_os_error(5)));
+            }
+            self.0.sync(b)
+        }
+    }
+    let store = Arc::new(FailingSync(MemStore::new(), false.into()));
+    let wal = Wal::open(store.clone(), opts(1 << 20)).unwrap();
+    let ok = wal.append(b"before").unwrap();
+    store.1.store(true, std::sync::atomic::Ordering::SeqCst);
+    let e = wal.append(b"during").unwrap_err();
+    assert_eq!(e.code, Code::Poisoned);
+    assert_eq!(e.errno, Some(5));
+    store.1.store(false, std::sync::atomic::Ordering::SeqCst);
+    // Never retried into a success.
+    assert_eq!(wal.append(b"after").unwrap_err().code, Code::Poisoned);
+    assert_eq!(wal.sync().unwrap_err().code, Code::Poisoned);
+    assert_eq!(wal.log.read(ok).unwrap(), b"before");
+    assert_eq!(wal.log.bounds().1, ok + FRAME_HEADER as u64 + 6);
+}

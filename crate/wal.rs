@@ -1,0 +1,134 @@
+//! A handle on an open log: the log itself plus the channel to its committer thread. The napi
+//! binding wraps it; Rust tests and the durability harness use its blocking methods directly.
+
+use std::path::Path;
+use std::sync::mpsc::{sync_channel, SendError, Sender};
+use std::sync::{Arc, Mutex};
+
+use crate::committer::{self, Command, Done};
+use crate::error::{Code, Result, WalError};
+use crate::frame::FRAME_HEADER;
+use crate::log::{Log, Options};
+use crate::store::{FileStore, Store};
+
+pub struct Wal {
+    pub log: Arc<Log>,
+    tx: Mutex<Option<Sender<Command>>>,
+}
+
+fn closed() -> WalError {
+    WalError::new(Code::Closed, "the log is closed")
+}
+
+impl Wal {
+    pub fn open(store: Arc<dyn Store>, opts: Options) -> Result<Wal> {
+        let log = Log::open(store, opts)?;
+        let (tx, _thread) = committer::spawn(log.clone())?;
+        Ok(Wal { log, tx: Mutex::new(Some(tx)) })
+    }
+
+    pub fn open_dir(dir: &Path, opts: Options) -> Result<Wal> {
+        opts.validate()?;
+        Wal::open(Arc::new(FileStore::open(dir)?), opts)
+    }
+
+    /// Queue a command for the committer.
+    pub fn send(&self, cmd: Command) -> Result<()> {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        match tx.as_ref() {
+            Some(tx) => tx.send(cmd).map_err(|_| closed()),
+            None => Err(closed()),
+        }
+    }
+
+    /// Queue a command built around `done` and block until it reports.
+    pub fn call<T: Send + 'static>(&self, make: impl FnOnce(Done<T>) -> Command) -> Result<T> {
+        let (tx, rx) = sync_channel(1);
+        self.send(make(Box::new(move |r| {
+            let _ = tx.send(r);
+        })))?;
+        rx.recv().unwrap_or_else(|_| Err(closed()))
+    }
+
+    /// Append records as one group; blocks until durable and returns their LSNs.
+    pub fn append_batch(&self, records: &[&[u8]]) -> Result<Vec<u64>> {
+        let mut buf = Vec::with_capacity(records.iter().map(|r| r.len() + FRAME_HEADER).sum());
+        let mut offsets = Vec::with_capacity(records.len());
+        for r in records {
+            offsets.push(buf.len());
+            buf.extend_from_slice(&[0u8; 4]);
+            buf.extend_from_slice(&u32::try_from(r.len()).map_err(|_| WalError::new(Code::RecordTooLarge, "record too large"))?.to_le_bytes());
+            buf.extend_from_slice(r);
+        }
+        let anchors = self.call(|d| Command::Append(vec![Box::new(buf)], d))?;
+        Ok(offsets.iter().map(|&o| lsn_at(&anchors, o)).collect())
+    }
+
+    pub fn append(&self, record: &[u8]) -> Result<u64> {
+        Ok(self.append_batch(&[record])?[0])
+    }
+
+    pub fn sync(&self) -> Result<()> {
+        self.call(Command::Sync)
+    }
+
+    pub fn truncate_from(&self, lsn: u64) -> Result<()> {
+        self.call(|d| Command::TruncateFrom(lsn, d))
+    }
+
+    pub fn truncate_before(&self, lsn: u64) -> Result<u64> {
+        self.call(|d| Command::TruncateBefore(lsn, d))
+    }
+
+    /// Stop the committer after everything queued, and release the store. Idempotent.
+    pub fn close_with(&self, done: Done<()>) {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match tx {
+            Some(tx) => {
+                if let Err(SendError(Command::Close(done))) = tx.send(Command::Close(done)) {
+                    done(Ok(()));
+                }
+            }
+            None => done(Ok(())),
+        }
+    }
+
+    pub fn close(&self) -> Result<()> {
+        let (tx, rx) = sync_channel(1);
+        self.close_with(Box::new(move |r| {
+            let _ = tx.send(r);
+        }));
+        rx.recv().unwrap_or(Ok(()))
+    }
+
+    /// Every record from `from` on, in order.
+    pub fn records(&self, from: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let mut next = from;
+        loop {
+            let c = self.log.read_chunk(next, 1 << 20)?;
+            for (i, &lsn) in c.lsns.iter().enumerate() {
+                out.push((lsn as u64, c.data[c.bounds[2 * i] as usize..c.bounds[2 * i + 1] as usize].to_vec()));
+            }
+            if c.done {
+                return Ok(out);
+            }
+            next = c.next;
+        }
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+/// The LSN of the record at group offset `offset`, from the committer's `[offset, lsn]` anchors.
+pub fn lsn_at(anchors: &[f64], offset: usize) -> u64 {
+    let mut i = 0;
+    while i + 2 < anchors.len() && anchors[i + 2] as usize <= offset {
+        i += 2;
+    }
+    (anchors[i + 1] as u64) + (offset as u64 - anchors[i] as u64)
+}
