@@ -301,7 +301,7 @@ impl Writer {
 
     /// Start creating the segment after the active one in the background.
     fn prepare_next(&mut self) {
-        if self.prepared.is_some() {
+        if self.prepared.is_some() || !self.log.store.prepares_in_background() {
             return;
         }
         let base = self.base + self.capacity;

@@ -9,11 +9,14 @@ pub mod platform;
 pub mod reader;
 pub mod recovery;
 pub mod segment;
+pub mod simdisk;
 pub mod state;
 pub mod store;
 pub mod wal;
 
 mod binding;
 
+#[cfg(test)]
+mod durability_tests;
 #[cfg(test)]
 mod recovery_tests;

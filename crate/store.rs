@@ -32,6 +32,11 @@ pub trait Store: Send + Sync {
     fn sync(&self, base: u64) -> Result<()>;
     /// Release files and locks; the store is not used afterwards.
     fn close(&self) {}
+    /// Whether the next segment may be created on a background thread. A simulated disk says
+    /// no, so that its operations happen in one deterministic order and a seed replays exactly.
+    fn prepares_in_background(&self) -> bool {
+        true
+    }
 }
 
 /// Segment files in a directory, guarded by an advisory lock.
