@@ -13,7 +13,9 @@ use napi_derive::napi;
 
 use crate::committer::{Command, Done, Group, GroupBytes};
 use crate::error::{Code, Result as WResult, WalError};
-use crate::log::{Chunk, Log, Options};
+use crate::log::{Chunk, Log, Options, SEGMENT_OVERHEAD};
+use crate::sim_binding::NativeSimDisk;
+use crate::simdisk::SimDisk;
 use crate::wal::Wal;
 use crate::recovery::RecoveryMode;
 
@@ -51,8 +53,10 @@ impl NativeOptions {
         if let Some(v) = self.segment_bytes {
             o.segment_bytes = lsn_arg("segmentBytes", v)?;
         }
-        if let Some(v) = self.max_record_bytes {
-            o.max_record_bytes = u32::try_from(lsn_arg("maxRecordBytes", v)?).map_err(|_| WalError::invalid("maxRecordBytes is too large"))?;
+        match self.max_record_bytes {
+            Some(v) => o.max_record_bytes = u32::try_from(lsn_arg("maxRecordBytes", v)?).map_err(|_| WalError::invalid("maxRecordBytes is too large"))?,
+            // By default, as large as the segments allow, up to the default.
+            None => o.max_record_bytes = o.max_record_bytes.min(o.segment_bytes.saturating_sub(SEGMENT_OVERHEAD) as u32),
         }
         o.recovery = match self.recovery.as_deref() {
             None | Some("strict") => RecoveryMode::Strict,
@@ -105,12 +109,23 @@ fn promise<'e, T: Send + 'static, D: ToNapiValue + 'static>(
     Ok((done, obj))
 }
 
-fn open_handle(dir: String, opts: NativeOptions) -> WResult<NativeWal> {
-    Ok(NativeWal { inner: Arc::new(Wal::open_dir(&PathBuf::from(dir), opts.into_options()?)?) })
+/// Where a log lives: a directory, or a name on a simulated disk.
+enum Target {
+    Dir(String),
+    Simulated(Arc<SimDisk>, String),
+}
+
+fn open_handle(target: Target, opts: NativeOptions) -> WResult<NativeWal> {
+    let opts = opts.into_options()?;
+    let wal = match target {
+        Target::Dir(dir) => Wal::open_dir(&PathBuf::from(dir), opts)?,
+        Target::Simulated(disk, name) => Wal::open(Arc::new(disk.open_store(&name)?), opts)?,
+    };
+    Ok(NativeWal { inner: Arc::new(wal) })
 }
 
 pub struct OpenTask {
-    args: Option<(String, NativeOptions)>,
+    args: Option<(Target, NativeOptions)>,
 }
 
 impl Task for OpenTask {
@@ -118,8 +133,8 @@ impl Task for OpenTask {
     type JsValue = NativeWal;
 
     fn compute(&mut self) -> napi::Result<NativeWal> {
-        let (dir, opts) = self.args.take().expect("compute runs once");
-        guard(|| open_handle(dir, opts))
+        let (target, opts) = self.args.take().expect("compute runs once");
+        guard(|| open_handle(target, opts))
     }
 
     fn resolve(&mut self, _env: Env, out: NativeWal) -> napi::Result<NativeWal> {
@@ -182,12 +197,23 @@ fn to_f64(v: Vec<f64>) -> Float64Array {
 impl NativeWal {
     #[napi(ts_return_type = "Promise<NativeWal>")]
     pub fn open(dir: String, options: NativeOptions) -> AsyncTask<OpenTask> {
-        AsyncTask::new(OpenTask { args: Some((dir, options)) })
+        AsyncTask::new(OpenTask { args: Some((Target::Dir(dir), options)) })
     }
 
     #[napi]
     pub fn open_sync(dir: String, options: NativeOptions) -> napi::Result<NativeWal> {
-        guard(|| open_handle(dir, options))
+        guard(|| open_handle(Target::Dir(dir), options))
+    }
+
+    /// Open the log named `name` on a simulated disk.
+    #[napi(ts_return_type = "Promise<NativeWal>")]
+    pub fn open_simulated(disk: &NativeSimDisk, name: String, options: NativeOptions) -> AsyncTask<OpenTask> {
+        AsyncTask::new(OpenTask { args: Some((Target::Simulated(disk.disk.clone(), name), options)) })
+    }
+
+    #[napi]
+    pub fn open_simulated_sync(disk: &NativeSimDisk, name: String, options: NativeOptions) -> napi::Result<NativeWal> {
+        guard(|| open_handle(Target::Simulated(disk.disk.clone(), name), options))
     }
 
     /// Hand one group (frames laid out by the caller over one or more chunks) to the committer.

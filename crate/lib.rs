@@ -15,6 +15,7 @@ pub mod store;
 pub mod wal;
 
 mod binding;
+mod sim_binding;
 
 #[cfg(test)]
 mod durability_tests;

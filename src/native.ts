@@ -5,3 +5,5 @@ import native = require('../native.js')
 export type NativeWal = native.NativeWal
 export const NativeWal = native.NativeWal
 export type NativeChunk = native.NativeChunk
+export type NativeSimDisk = native.NativeSimDisk
+export const NativeSimDisk = native.NativeSimDisk

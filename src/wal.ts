@@ -1,5 +1,6 @@
 import { fromNative, invalidArg, SturdyError } from './errors.js'
 import { NativeWal } from './native.js'
+import { nativeDiskOf, type SimulatedDisk } from './simulated-disk.js'
 
 /** What `append` accepts: bytes, or a string stored as UTF-8. */
 export type RecordData = Uint8Array | string
@@ -11,7 +12,7 @@ export interface WalOptions {
    * capacity its segments were created with; this applies to new segments.
    */
   segmentBytes?: number
-  /** Largest record accepted, in bytes (default 16 MiB; at most `segmentBytes - 104`). */
+  /** Largest record accepted, in bytes (default: 16 MiB or `segmentBytes - 96`, whichever is smaller; at most `segmentBytes - 96`). */
   maxRecordBytes?: number
   /**
    * What to do with damage found on open. `'strict'` (default) cuts only the torn tail of the
@@ -22,6 +23,11 @@ export interface WalOptions {
   recovery?: 'strict' | 'truncate'
   /** Zero-fill each new segment to its full size when it is prepared (default false). */
   preallocate?: boolean
+  /**
+   * Open the log on a {@link SimulatedDisk} (from `sturdy/testing`) instead of the file system;
+   * `dir` is then the log's name on that disk.
+   */
+  disk?: SimulatedDisk
 }
 
 /** One record read back from the log. */
@@ -168,7 +174,10 @@ export class Wal {
   static async open(dir: string, options: WalOptions = {}): Promise<Wal> {
     const opts = nativeOptions(options)
     try {
-      return new Wal(await NativeWal.open(checkDir(dir), opts))
+      const native = options.disk
+        ? NativeWal.openSimulated(nativeDiskOf(options.disk), checkDir(dir), opts)
+        : NativeWal.open(checkDir(dir), opts)
+      return new Wal(await native)
     } catch (e) {
       throw fromNative(e)
     }
@@ -178,7 +187,11 @@ export class Wal {
   static openSync(dir: string, options: WalOptions = {}): Wal {
     const opts = nativeOptions(options)
     try {
-      return new Wal(NativeWal.openSync(checkDir(dir), opts))
+      return new Wal(
+        options.disk
+          ? NativeWal.openSimulatedSync(nativeDiskOf(options.disk), checkDir(dir), opts)
+          : NativeWal.openSync(checkDir(dir), opts),
+      )
     } catch (e) {
       throw fromNative(e)
     }

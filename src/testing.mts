@@ -1,0 +1,3 @@
+// ESM entry of sturdy/testing.
+export { SimulatedDisk } from './testing.js'
+export type { CrashPlan, CrashReport, InjectedError } from './testing.js'
