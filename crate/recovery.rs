@@ -5,7 +5,7 @@
 //! only if no valid marker follows it anywhere in the log, and consecutive segments must join
 //! exactly (the first marker of a segment names where the previous one ended).
 
-use crate::error::{Code, Result, WalError};
+use crate::error::{Result, WalError};
 use crate::frame::{decode, is_marker_at, Frame, FRAME_HEADER, MARKER_LEN, MAX_PAYLOAD};
 use crate::reader::SegmentReader;
 use crate::segment::{decode_header, file_name, SEGMENT_HEADER};
@@ -228,7 +228,19 @@ pub fn recover(store: &dyn Store, new_capacity: u64, mode: RecoveryMode) -> Resu
         },
     };
     if keep == 0 {
-        return Err(WalError::new(Code::Corrupt, report.cut_reason.unwrap_or_default()));
+        // The first segment itself is unreadable: in truncate mode nothing survives. Start an
+        // empty log at the same base so LSNs keep growing.
+        report.cut_at = Some(bases[0] + SEGMENT_HEADER as u64);
+        for &base in bases.iter().rev() {
+            report.dropped_bytes += store.len(base)?;
+            store.remove(base)?;
+        }
+        store.create(bases[0], &crate::segment::encode_header(bases[0], new_capacity), 0)?;
+        let mut state = State::default();
+        state.segs.insert(bases[0], SegState::empty(new_capacity));
+        state.refresh_bounds();
+        report.segments = 1;
+        return Ok((state, report));
     }
     if damaged {
         let s = &scans[keep - 1];
