@@ -7,3 +7,5 @@ export const NativeWal = native.NativeWal
 export type NativeChunk = native.NativeChunk
 export type NativeSimDisk = native.NativeSimDisk
 export const NativeSimDisk = native.NativeSimDisk
+/** The platform's durability calls for single files and directories (see crate/fs_binding.rs). */
+export const { syncFile, syncFileSync, syncDir, syncDirSync, renameDurable } = native
