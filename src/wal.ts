@@ -1,6 +1,7 @@
 import { fromNative, invalidArg, SturdyError } from './errors.js'
 import { NativeWal } from './native.js'
 import { nativeDiskOf, type SimulatedDisk } from './simulated-disk.js'
+import { BufferPool, FRAME_HEADER, Group, lsnAt, lsnsAt } from './group.js'
 
 /** What `append` accepts: bytes, or a string stored as UTF-8. */
 export type RecordData = Uint8Array | string
@@ -48,64 +49,6 @@ export interface RecoveryReport {
   droppedBytes: number
   segments: number
   records: number
-}
-
-const FRAME_HEADER = 8
-const MIN_CHUNK = 64 * 1024
-
-/** Records gathered in one event-loop turn: committed together with one durability barrier. */
-class Group {
-  readonly chunks: Buffer[] = []
-  private cur: Buffer
-  private used = 0
-  /** Group offset at which `cur` starts. */
-  private base = 0
-  readonly done: Promise<Float64Array>
-  resolve!: (anchors: Float64Array) => void
-  reject!: (err: unknown) => void
-
-  constructor(firstChunk: number) {
-    this.cur = Buffer.allocUnsafe(Math.max(MIN_CHUNK, firstChunk))
-    this.done = new Promise((resolve, reject) => {
-      this.resolve = resolve
-      this.reject = reject
-    })
-    // Callers attach their own handlers; this one only stops an unobserved rejection warning.
-    this.done.catch(() => {})
-  }
-
-  get size(): number {
-    return this.base + this.used
-  }
-
-  /** Frame one record into the group (the only copy of its bytes); returns its group offset. */
-  add(data: RecordData, len: number): number {
-    const need = FRAME_HEADER + len
-    if (this.used + need > this.cur.length) {
-      this.seal()
-      this.cur = Buffer.allocUnsafe(Math.max(MIN_CHUNK, need, this.size))
-    }
-    const at = this.used
-    this.cur.writeUInt32LE(len, at + 4)
-    if (typeof data === 'string') this.cur.write(data, at + FRAME_HEADER, len, 'utf8')
-    else this.cur.set(data, at + FRAME_HEADER)
-    this.used += need
-    return this.base + at
-  }
-
-  /** Close the current chunk (its used part joins `chunks`). */
-  seal(): void {
-    if (this.used > 0) this.chunks.push(this.cur.subarray(0, this.used))
-    this.base += this.used
-    this.used = 0
-  }
-}
-
-/** The LSN of the record at group offset `offset`, from the committer's anchors. */
-function lsnAt(anchors: Float64Array, offset: number): number {
-  let i = 0
-  while (i + 2 < anchors.length && anchors[i + 2] <= offset) i += 2
-  return anchors[i + 1] + (offset - anchors[i])
 }
 
 function checkLsn(name: string, lsn: unknown): number {
@@ -158,6 +101,7 @@ export class Wal {
   readonly #native: NativeWal
   readonly #maxRecordBytes: number
   #group: Group | undefined
+  readonly #pool = new BufferPool()
   #lastGroupSize = 0
   #closed = false
 
@@ -241,17 +185,20 @@ export class Wal {
 
   /** Append several records as one group with one durability barrier; resolves with their LSNs. */
   appendBatch(records: readonly RecordData[]): Promise<number[]> {
-    let offsets: number[]
+    let offsets: Float64Array
     let group: Group
     try {
       if (!Array.isArray(records)) throw invalidArg('appendBatch takes an array of records')
-      const lens = records.map((r) => this.#measure(r))
-      group = this.#gather(lens.reduce((a, l) => a + l + FRAME_HEADER, 0))
-      offsets = records.map((r, i) => group.add(r, lens[i]))
+      const lens = new Float64Array(records.length)
+      let total = 0
+      for (let i = 0; i < records.length; i++) total += (lens[i] = this.#measure(records[i])) + FRAME_HEADER
+      group = this.#gather(total)
+      offsets = new Float64Array(records.length)
+      for (let i = 0; i < records.length; i++) offsets[i] = group.add(records[i], lens[i])
     } catch (e) {
       return Promise.reject(e)
     }
-    const done = group.done.then((anchors) => offsets.map((o) => lsnAt(anchors, o)))
+    const done = group.done.then((anchors) => lsnsAt(anchors, offsets))
     this.#flushIfLarge(group)
     return done
   }
@@ -259,13 +206,16 @@ export class Wal {
   /** Synchronous {@link Wal.append}: blocks until the record is durable. */
   appendSync(data: RecordData): number {
     this.#checkOpen()
-    const group = new Group(0)
+    const group = new Group(this.#pool, 0)
     const offset = group.add(data, this.#measure(data))
     group.seal()
     this.#flush()
     try {
-      return lsnAt(this.#native.commitSync(group.chunks), offset)
+      const anchors = this.#native.commitSync(group.chunks)
+      group.settle(anchors)
+      return lsnAt(anchors, offset)
     } catch (e) {
+      group.settle(undefined, e)
       throw fromNative(e)
     }
   }
@@ -421,7 +371,7 @@ export class Wal {
   #gather(expected = 0): Group {
     this.#checkOpen()
     if (this.#group === undefined) {
-      this.#group = new Group(Math.max(expected + 64, this.#lastGroupSize))
+      this.#group = new Group(this.#pool, Math.max(expected, this.#lastGroupSize))
       queueMicrotask(() => this.#flush())
     }
     return this.#group
@@ -439,9 +389,12 @@ export class Wal {
     group.seal()
     this.#lastGroupSize = Math.min(group.size, 4 << 20)
     try {
-      this.#native.commit(group.chunks).then(group.resolve, (e: unknown) => group.reject(fromNative(e)))
+      this.#native.commit(group.chunks).then(
+        (anchors) => group.settle(anchors),
+        (e: unknown) => group.settle(undefined, fromNative(e)),
+      )
     } catch (e) {
-      group.reject(fromNative(e))
+      group.settle(undefined, fromNative(e))
     }
   }
 }

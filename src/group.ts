@@ -1,0 +1,120 @@
+import type { RecordData } from './wal.js'
+
+/** Frame header: CRC32C placeholder (the committer fills it in) and the payload length. */
+export const FRAME_HEADER = 8
+const MIN_CHUNK = 64 * 1024
+/** Buffers up to this size are kept for reuse once their group is durable. */
+const POOLED_MAX = 8 << 20
+const POOL_SLOTS = 4
+
+/**
+ * Staging buffers reused across groups, so a steady stream of appends neither allocates nor
+ * page-faults fresh memory for every group.
+ */
+export class BufferPool {
+  readonly #free: Buffer[] = []
+
+  take(min: number): Buffer {
+    const i = this.#free.findIndex((b) => b.length >= min)
+    if (i >= 0) return this.#free.splice(i, 1)[0]
+    return Buffer.allocUnsafe(Math.max(MIN_CHUNK, min))
+  }
+
+  give(buf: Buffer): void {
+    if (buf.length > POOLED_MAX) return
+    if (this.#free.length >= POOL_SLOTS) {
+      // Keep the larger buffers: they serve every request the smaller ones could.
+      const smallest = this.#free.reduce((m, b, i, a) => (b.length < a[m].length ? i : m), 0)
+      if (this.#free[smallest].length >= buf.length) return
+      this.#free.splice(smallest, 1)
+    }
+    this.#free.push(buf)
+  }
+}
+
+/**
+ * Records gathered in one event-loop turn, committed with one native call, one write and one
+ * durability barrier. Frames are laid out here, once: `[crc placeholder][len LE][payload]`.
+ */
+export class Group {
+  /** The used part of each filled buffer, in order: what the committer writes. */
+  readonly chunks: Buffer[] = []
+  readonly #backing: Buffer[] = []
+  readonly #pool: BufferPool
+  #cur: Buffer
+  #used = 0
+  /** Group offset at which `#cur` starts. */
+  #base = 0
+  readonly done: Promise<Float64Array>
+  #resolve!: (anchors: Float64Array) => void
+  #reject!: (err: unknown) => void
+
+  constructor(pool: BufferPool, firstChunk: number) {
+    this.#pool = pool
+    this.#cur = pool.take(firstChunk)
+    this.#backing.push(this.#cur)
+    this.done = new Promise((resolve, reject) => {
+      this.#resolve = resolve
+      this.#reject = reject
+    })
+    // Callers attach their own handlers; this one only stops an unobserved-rejection warning.
+    this.done.catch(() => {})
+  }
+
+  get size(): number {
+    return this.#base + this.#used
+  }
+
+  /** Frame one record (the only copy of its bytes); returns its offset in the group. */
+  add(data: RecordData, len: number): number {
+    const need = FRAME_HEADER + len
+    if (this.#used + need > this.#cur.length) {
+      this.seal()
+      this.#cur = this.#pool.take(Math.max(need, this.size))
+      this.#backing.push(this.#cur)
+    }
+    const buf = this.#cur
+    const at = this.#used
+    buf[at + 4] = len
+    buf[at + 5] = len >>> 8
+    buf[at + 6] = len >>> 16
+    buf[at + 7] = len >>> 24
+    if (typeof data === 'string') buf.write(data, at + FRAME_HEADER, len, 'utf8')
+    else buf.set(data, at + FRAME_HEADER)
+    this.#used += need
+    return this.#base + at
+  }
+
+  /** Close the current buffer: its used part joins `chunks`. */
+  seal(): void {
+    if (this.#used > 0) this.chunks.push(this.#cur.subarray(0, this.#used))
+    this.#base += this.#used
+    this.#used = 0
+  }
+
+  /** Settle every record of the group; the buffers go back to the pool. */
+  settle(anchors: Float64Array | undefined, err?: unknown): void {
+    for (const b of this.#backing) this.#pool.give(b)
+    if (anchors) this.#resolve(anchors)
+    else this.#reject(err)
+  }
+}
+
+/** LSNs of records at increasing group offsets, in one pass over the anchors. */
+export function lsnsAt(anchors: Float64Array, offsets: Float64Array): number[] {
+  const out = new Array<number>(offsets.length)
+  let i = 0
+  for (let k = 0; k < offsets.length; k++) {
+    const o = offsets[k]
+    while (i + 2 < anchors.length && anchors[i + 2] <= o) i += 2
+    out[k] = anchors[i + 1] + (o - anchors[i])
+  }
+  return out
+}
+
+/** The LSN of the record at group offset `offset`, from the committer's `[offset, lsn]` anchors. */
+export function lsnAt(anchors: Float64Array, offset: number): number {
+  let i = 0
+  while (i + 2 < anchors.length && anchors[i + 2] <= offset) i += 2
+  return anchors[i + 1] + (offset - anchors[i])
+}
