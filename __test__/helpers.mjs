@@ -14,8 +14,11 @@ export const FRAME_HEADER = 8
 export const MARKER_LEN = 24
 export const MARKER_TAG = 0x80000010
 
+/** Bytes a segment needs besides one record's payload: segment header, commit marker, frame header. */
+export const SEGMENT_OVERHEAD = 96
+
 /** Small-segment options used by most multi-segment tests (maxRecordBytes at the documented limit). */
-export const SMALL = Object.freeze({ segmentBytes: 4096, maxRecordBytes: 4096 - 104 })
+export const SMALL = Object.freeze({ segmentBytes: 4096, maxRecordBytes: 4096 - SEGMENT_OVERHEAD })
 
 /** A fresh temp directory, removed when the test ends. */
 export function tmpDir(t) {
@@ -27,13 +30,6 @@ export function tmpDir(t) {
 /** A path inside a fresh temp directory that does not exist yet. */
 export function freshPath(t, name = 'wal') {
   return path.join(tmpDir(t), name)
-}
-
-/** Copy a (closed) log directory to a fresh temp directory. */
-export function copyLog(t, src) {
-  const dst = tmpDir(t)
-  fs.cpSync(src, dst, { recursive: true })
-  return dst
 }
 
 export function segName(base) {
@@ -123,12 +119,31 @@ export function rejectsWith(t, promise, code, message) {
   return t.throwsAsync(promise, { instanceOf: SturdyError, code }, message)
 }
 
+/**
+ * Open `dir` expecting a SturdyError of `code`; a log that opens anyway is closed again (so a
+ * failing test leaks no handle) and fails the test. Returns the error, if any.
+ */
+export async function openFails(t, dir, options, code, message = '') {
+  let wal
+  try {
+    wal = await Wal.open(dir, options)
+  } catch (e) {
+    t.true(e instanceof SturdyError, `${message} a SturdyError`)
+    t.is(e.code, code, `${message} error code`)
+    return e
+  }
+  const r = wal.recovery
+  await wal.close()
+  t.fail(`${message} open succeeded (expected ${code}); recovery: ${JSON.stringify(r)}`)
+  return undefined
+}
+
 /** `t.throws` for a call that must throw a SturdyError of `code` synchronously. */
 export function throwsWith(t, fn, code, message) {
   return t.throws(fn, { instanceOf: SturdyError, code }, message)
 }
 
-// CRC32C (Castagnoli), to forge and verify frames independently of the library.
+// CRC32C (Castagnoli), to check and build on-disk structures independently of the library.
 const CRC_TABLE = (() => {
   const table = new Uint32Array(256)
   for (let i = 0; i < 256; i++) {
@@ -145,11 +160,14 @@ export function crc32c(buf, crc = 0) {
   return ~c >>> 0
 }
 
-/** A record frame as the library writes it: `[crc32c][len][payload]`, crc over len and payload. */
-export function recordFrame(payload) {
-  const f = Buffer.alloc(FRAME_HEADER + payload.length)
-  f.writeUInt32LE(payload.length, 4)
-  Buffer.from(payload).copy(f, FRAME_HEADER)
-  f.writeUInt32LE(crc32c(f.subarray(4)), 0)
-  return f
+/** A segment header as the library writes it (crate/segment.rs): magic, version 1, lengths, CRC. */
+export function segmentHeader(base, capacity) {
+  const h = Buffer.alloc(SEGMENT_HEADER)
+  h.write('STURDYWL', 0, 'latin1')
+  h.writeUInt32LE(1, 8)
+  h.writeUInt32LE(SEGMENT_HEADER, 12)
+  h.writeBigUInt64LE(BigInt(base), 16)
+  h.writeBigUInt64LE(BigInt(capacity), 24)
+  h.writeUInt32LE(crc32c(h.subarray(0, 32)), 32)
+  return h
 }

@@ -219,8 +219,20 @@ impl Writer {
                 sparse,
             });
         }
-        open_write(&mut writes, &mut markers, self.base, self.capacity, self.end, self.base + self.end, self.last_sparse);
-        let mut last_sparse = writes[0].sparse.last().copied().unwrap_or(self.last_sparse);
+        // Start in the active segment, or in the next one when the marker and the first record
+        // do not fit (a marker never goes past a segment's capacity).
+        let first_size = groups.iter().flatten().map(|c| c.as_ref().as_ref()).find(|c| !c.is_empty()).map(|c| FRAME_HEADER as u64 + read_u32(c, 4) as u64);
+        let Some(first_size) = first_size else {
+            return Ok(groups.iter().map(|_| Vec::new()).collect()); // nothing to write
+        };
+        let prev_end = self.end_lsn();
+        let mut last_sparse = if self.end + MARKER_LEN as u64 + first_size <= self.capacity {
+            open_write(&mut writes, &mut markers, self.base, self.capacity, self.end, prev_end, self.last_sparse);
+            writes[0].sparse.last().copied().unwrap_or(self.last_sparse)
+        } else {
+            open_write(&mut writes, &mut markers, self.base + self.capacity, seg_bytes, SEGMENT_HEADER as u64, prev_end, 0);
+            SEGMENT_HEADER as u64
+        };
 
         for (g, group) in groups.iter().enumerate() {
             let mut anchors = Vec::with_capacity(2);
@@ -297,6 +309,17 @@ impl Writer {
         self.end = last.end;
         self.last_sparse = last_sparse;
         Ok(placements)
+    }
+
+    /// Where the log ends: the LSN the next commit marker names as `prev_end`. An empty active
+    /// segment continues where the segment before it ends.
+    fn end_lsn(&self) -> u64 {
+        if self.end == SEGMENT_HEADER as u64 {
+            if let Some((b, s)) = self.log.state().segs.range(..self.base).next_back() {
+                return b + s.end;
+            }
+        }
+        self.base + self.end
     }
 
     /// Start creating the segment after the active one in the background.
@@ -383,10 +406,20 @@ impl Writer {
     }
 
     fn truncate_before(&mut self, lsn: u64) -> Result<u64> {
-        let doomed: Vec<u64> = {
+        // A segment goes when every record in it lies below `lsn`: its data ends at or before
+        // `lsn`, or `lsn` falls inside its last record.
+        let candidates: Vec<(u64, u64)> = {
             let st = self.log.state();
-            st.segs.iter().filter(|(&b, s)| b != self.base && b + s.end <= lsn).map(|(b, _)| *b).collect()
+            st.segs.iter().filter(|(&b, _)| b != self.base && b + SEGMENT_HEADER as u64 <= lsn).map(|(b, s)| (*b, b + s.end)).collect()
         };
+        let mut doomed = Vec::new();
+        for (b, end) in candidates {
+            if end <= lsn || self.log.last_record(b)?.is_none_or(|last| last < lsn) {
+                doomed.push(b);
+            } else {
+                break;
+            }
+        }
         // Oldest first, each removal durable before the next: a crash leaves a suffix.
         for b in doomed {
             self.log.store.remove(b)?;

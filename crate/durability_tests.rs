@@ -197,3 +197,19 @@ fn a_failed_segment_creation_is_not_silent() {
     let got = wal.records(0).unwrap();
     assert!(got.len() >= acked.len() && got[..acked.len()] == acked[..]);
 }
+
+#[test]
+#[ignore]
+fn latency_probe() {
+    let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+    let wal = Wal::open_dir(dir.path(), crate::log::Options::default()).unwrap();
+    let rec = vec![7u8; 1024];
+    let mut times = Vec::new();
+    for _ in 0..3000 {
+        let t = std::time::Instant::now();
+        wal.append(&rec).unwrap();
+        times.push(t.elapsed().as_micros());
+    }
+    times.sort();
+    eprintln!("rust single append p50 {} us p99 {} us", times[times.len() / 2], times[times.len() * 99 / 100]);
+}

@@ -88,7 +88,7 @@ fn not_found(lsn: u64, why: &str) -> WalError {
 impl Log {
     pub fn open(store: Arc<dyn Store>, opts: Options) -> Result<Arc<Log>> {
         opts.validate()?;
-        let (state, report) = recover(store.as_ref(), opts.segment_bytes, opts.recovery)?;
+        let (state, report) = recover(store.as_ref(), opts.segment_bytes, opts.preallocate, opts.recovery)?;
         Ok(Arc::new(Log {
             store,
             opts,
@@ -160,6 +160,33 @@ impl Log {
             return Err(WalError::corrupt(&file_name(base), pos, "record runs past the durable end"));
         }
         Ok((base, pos, len))
+    }
+
+    /// LSN of the last record in segment `base`, if it holds one.
+    pub fn last_record(&self, base: u64) -> Result<Option<u64>> {
+        let (sparse, end) = {
+            let st = self.state();
+            match st.segs.get(&base) {
+                Some(seg) if seg.first_record.is_some() => (seg.sparse.clone(), seg.end),
+                _ => return Ok(None),
+            }
+        };
+        let mut reader = SegmentReader::new(self.store.as_ref(), base, end, 8192);
+        // Walk from the last index point; if only markers follow it, from the one before.
+        for &from in sparse.iter().rev() {
+            let (mut q, mut last) = (from, None);
+            while q < end {
+                let size = frame_len_at(&mut reader, base, q)?;
+                if read_u32(reader.get(q, FRAME_HEADER)?, 4) != MARKER_TAG {
+                    last = Some(base + q);
+                }
+                q += size;
+            }
+            if last.is_some() {
+                return Ok(last);
+            }
+        }
+        Ok(None)
     }
 
     /// The payload of the record at `lsn`, checksum verified.

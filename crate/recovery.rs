@@ -47,6 +47,8 @@ struct Scan {
     has_frames: bool,
     /// A valid marker lies beyond `end`: what stopped the scan is damage, not a torn write.
     marker_after_end: bool,
+    /// Everything beyond `end` is zero (preallocated space, or nothing at all).
+    zero_tail: bool,
     sparse: Vec<u64>,
     records: u64,
 }
@@ -66,6 +68,7 @@ fn scan(store: &dyn Store, base: u64, capacity: u64) -> Result<Scan> {
         first_prev_end: None,
         has_frames: false,
         marker_after_end: false,
+        zero_tail: true,
         sparse: vec![SEGMENT_HEADER as u64],
         records: 0,
     };
@@ -105,40 +108,46 @@ fn scan(store: &dyn Store, base: u64, capacity: u64) -> Result<Scan> {
         s.end = pos;
     }
     if s.end < file_len {
-        s.marker_after_end = marker_after(&mut reader, base, s.end + 1)?;
+        (s.marker_after_end, s.zero_tail) = examine_tail(&mut reader, base, s.end)?;
     }
     Ok(s)
 }
 
-/// Whether any valid commit marker starts at or after `from`.
-fn marker_after(reader: &mut SegmentReader, base: u64, from: u64) -> Result<bool> {
+/// What lies from `from` to the end of the segment: whether a valid commit marker starts there,
+/// and whether it is all zeros.
+fn examine_tail(reader: &mut SegmentReader, base: u64, from: u64) -> Result<(bool, bool)> {
     let len = reader.size();
+    let tag = crate::frame::MARKER_TAG.to_le_bytes();
+    let mut zero = true;
     let mut pos = from;
-    while pos + MARKER_LEN as u64 <= len {
+    while pos < len {
         let window = reader.get(pos, CHUNK)?.to_vec();
-        let last = window.len().saturating_sub(MARKER_LEN - 1);
-        for i in 0..last {
-            // Cheap filter on the tag byte pattern before the checksum.
-            if window[i + 4..i + 8] == crate::frame::MARKER_TAG.to_le_bytes() && is_marker_at(&window[i..], base + pos + i as u64) {
-                return Ok(true);
+        zero = zero && window.iter().all(|&b| b == 0);
+        // Markers that start in this window; the last MARKER_LEN - 1 starts are looked at again
+        // with the next window.
+        let starts = if pos + window.len() as u64 == len { window.len() } else { window.len().saturating_sub(MARKER_LEN - 1) };
+        for i in 0..starts {
+            if i + MARKER_LEN <= window.len() && window[i + 4..i + 8] == tag && is_marker_at(&window[i..], base + pos + i as u64) {
+                return Ok((true, false));
             }
         }
-        if last == 0 {
+        if starts == 0 {
             break;
         }
-        pos += last as u64;
+        pos += starts as u64;
     }
-    Ok(false)
+    Ok((false, zero))
 }
 
 /// Scan the store and bring it to a consistent state: the returned state describes exactly the
 /// valid log, and the store holds nothing beyond it.
-pub fn recover(store: &dyn Store, new_capacity: u64, mode: RecoveryMode) -> Result<(State, RecoveryReport)> {
+pub fn recover(store: &dyn Store, new_capacity: u64, prealloc: bool, mode: RecoveryMode) -> Result<(State, RecoveryReport)> {
+    let prealloc_len = if prealloc { new_capacity } else { 0 };
     let mut report = RecoveryReport::default();
     let bases = store.list()?;
     if bases.is_empty() {
         let header = crate::segment::encode_header(0, new_capacity);
-        store.create(0, &header, 0)?;
+        store.create(0, &header, prealloc_len)?;
         let mut state = State::default();
         state.segs.insert(0, SegState::empty(new_capacity));
         state.refresh_bounds();
@@ -173,7 +182,8 @@ pub fn recover(store: &dyn Store, new_capacity: u64, mode: RecoveryMode) -> Resu
     for &(base, capacity) in &metas {
         scans.push(scan(store, base, capacity)?);
     }
-    let data_last = scans.iter().rposition(|s| s.has_frames);
+    // A segment holds data if any valid frame survives in it, even past damage at its start.
+    let data_last = scans.iter().rposition(|s| s.has_frames || s.marker_after_end);
 
     // Find the first damage among the segments that hold data.
     if damage.is_none() {
@@ -205,7 +215,8 @@ pub fn recover(store: &dyn Store, new_capacity: u64, mode: RecoveryMode) -> Resu
 
     // Keep segments [0, keep) in full, cut segment `keep - 1` at `cut`.
     let damaged = damage.is_some();
-    let (keep, cut) = match damage {
+    // Keep segments [0, keep), the last of them cut at `cut`.
+    let (mut keep, mut cut) = match damage {
         Some((i, pos, err)) => {
             if mode == RecoveryMode::Strict {
                 return Err(err);
@@ -213,8 +224,7 @@ pub fn recover(store: &dyn Store, new_capacity: u64, mode: RecoveryMode) -> Resu
             report.cut_reason = Some(err.message.clone());
             if i >= scans.len() {
                 // A bad header or a gap: drop that segment and everything after it.
-                let prev = scans.len().checked_sub(1);
-                match prev {
+                match scans.len().checked_sub(1) {
                     Some(p) => (p + 1, scans[p].end),
                     None => (0, 0),
                 }
@@ -227,41 +237,49 @@ pub fn recover(store: &dyn Store, new_capacity: u64, mode: RecoveryMode) -> Resu
             None => (1, SEGMENT_HEADER as u64),
         },
     };
+    // Never keep an empty segment after one with data: the next write's marker must join the
+    // previous segment's end.
+    if keep > 1 && cut == SEGMENT_HEADER as u64 {
+        keep -= 1;
+        cut = scans[keep - 1].end;
+    }
     if keep == 0 {
         // The first segment itself is unreadable: in truncate mode nothing survives. Start an
         // empty log at the same base so LSNs keep growing.
         report.cut_at = Some(bases[0] + SEGMENT_HEADER as u64);
         for &base in bases.iter().rev() {
-            report.dropped_bytes += store.len(base)?;
+            report.dropped_bytes += store.len(base)?.saturating_sub(SEGMENT_HEADER as u64);
             store.remove(base)?;
         }
-        store.create(bases[0], &crate::segment::encode_header(bases[0], new_capacity), 0)?;
+        store.create(bases[0], &crate::segment::encode_header(bases[0], new_capacity), prealloc_len)?;
         let mut state = State::default();
         state.segs.insert(bases[0], SegState::empty(new_capacity));
         state.refresh_bounds();
         report.segments = 1;
         return Ok((state, report));
     }
-    if damaged {
-        let s = &scans[keep - 1];
-        report.cut_at = Some(s.base + cut);
-        report.dropped_bytes = s.file_len.saturating_sub(cut)
-            + scans[keep..].iter().map(|s| s.file_len.saturating_sub(SEGMENT_HEADER as u64)).sum::<u64>();
-    }
 
-    // Remove what follows, newest first, so a crash part-way leaves a prefix.
-    for &base in bases.iter().rev() {
-        if base > scans[keep - 1].base {
-            if !damaged {
-                report.torn_bytes += scans.iter().find(|s| s.base == base).map_or(0, |s| s.file_len - SEGMENT_HEADER as u64);
-            }
-            store.remove(base)?;
+    let last_base = scans[keep - 1].base;
+    // What goes: every later segment (newest first, so a crash part-way leaves a prefix), and
+    // whatever follows `cut` in the last one kept. Zero-filled space is not a torn write.
+    for &base in bases.iter().rev().filter(|&&b| b > last_base) {
+        let len = store.len(base)?;
+        let scan = scans.iter().find(|s| s.base == base);
+        if damaged {
+            report.dropped_bytes += len.saturating_sub(SEGMENT_HEADER as u64);
+        } else if !(prealloc && scan.is_some_and(|s| s.zero_tail)) {
+            report.torn_bytes += len.saturating_sub(SEGMENT_HEADER as u64);
         }
+        store.remove(base)?;
     }
     let last = &mut scans[keep - 1];
-    if last.file_len > cut {
-        if !damaged {
-            report.torn_bytes = last.file_len - cut;
+    // Zero-filled space is kept when segments are preallocated: it is not a torn write.
+    let zero_beyond = prealloc && cut == last.end && last.zero_tail;
+    if last.file_len > cut && !zero_beyond {
+        if damaged {
+            report.dropped_bytes += last.file_len - cut;
+        } else {
+            report.torn_bytes += last.file_len - cut;
         }
         store.truncate(last.base, cut)?;
         store.sync(last.base)?;
@@ -270,6 +288,9 @@ pub fn recover(store: &dyn Store, new_capacity: u64, mode: RecoveryMode) -> Resu
         if last.first_record.is_some_and(|f| f >= cut) {
             last.first_record = None;
         }
+    }
+    if damaged {
+        report.cut_at = Some(last.base + cut);
     }
 
     let mut state = State::default();

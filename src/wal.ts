@@ -173,8 +173,9 @@ export class Wal {
     let offset: number
     let group: Group
     try {
+      const len = this.#measure(data)
       group = this.#gather()
-      offset = group.add(data, this.#measure(data))
+      offset = group.add(data, len)
     } catch (e) {
       return Promise.reject(e)
     }
