@@ -7,7 +7,7 @@ import path from 'node:path'
 import test from 'ava'
 
 import {
-  Wal,
+  Wal as RealWal,
   SturdyError,
   SMALL,
   tmpDir,
@@ -23,6 +23,15 @@ import {
   FRAME_HEADER,
   MARKER_LEN,
 } from './helpers.mjs'
+
+// These tests cut and damage segment files at exact byte positions and check where files end,
+// so they run without preallocation (zero-filled space past the end); the simulated-disk
+// schedules and property tests cover preallocated segments.
+const plain = (options = {}) => ({ preallocate: false, ...options })
+const Wal = {
+  open: (dir, options) => RealWal.open(dir, plain(options)),
+  openSync: (dir, options) => RealWal.openSync(dir, plain(options)),
+}
 
 /** Run `fn(dir)` on a throwaway copy of the closed log in `src`; the copy is removed after. */
 async function onCopy(src, fn) {
@@ -386,7 +395,7 @@ test('a flipped bit in the first commit marker of the log is corruption, not a t
   t.is(pos - MARKER_LEN, SEGMENT_HEADER)
   await onCopy(src, async (dir) => {
     flipBit(path.join(dir, name), SEGMENT_HEADER + 10, 3) // inside the marker's LSN field
-    const err = await openFails(t, dir, {}, 'ERR_CORRUPT')
+    const err = await openFails(t, dir, plain({}), 'ERR_CORRUPT')
     if (err) {
       t.is(err.segment, name)
       t.is(err.offset, SEGMENT_HEADER)
@@ -527,7 +536,7 @@ test('truncate mode counts whole dropped segments in droppedBytes', async (t) =>
 test('truncate mode with the first segment header damaged starts an empty log that works', async (t) => {
   const { src, recs, segs } = await multiSegmentLog(t)
   flipBit(path.join(src, segs[0].name), 4, 2)
-  const err = await openFails(t, src, SMALL, 'ERR_CORRUPT', 'strict:')
+  const err = await openFails(t, src, plain(SMALL), 'ERR_CORRUPT', 'strict:')
   t.is(err?.segment, segs[0].name)
   const w = await Wal.open(src, { ...SMALL, recovery: 'truncate' })
   t.is(w.recovery.records, 0)
@@ -542,7 +551,7 @@ test('truncate mode with the first segment header damaged starts an empty log th
 test('a missing segment file in the middle is corruption', async (t) => {
   const { src, recs, segs } = await multiSegmentLog(t)
   fs.rmSync(segs[2].path)
-  const err = await openFails(t, src, SMALL, 'ERR_CORRUPT')
+  const err = await openFails(t, src, plain(SMALL), 'ERR_CORRUPT')
   t.is(err?.segment, segs[3].name)
   const w = await Wal.open(src, { ...SMALL, recovery: 'truncate' })
   const kept = recs.filter((e) => e.lsn < segs[2].base)
@@ -579,7 +588,7 @@ test('a damaged commit marker at the start of the last segment is corruption, no
   const inLast = recs.filter((e) => e.lsn >= seg.base)
   t.true(inLast.length >= 2, 'several acknowledged writes in the last segment')
   flipBit(path.join(src, seg.name), SEGMENT_HEADER + 2, 5) // the marker's checksum
-  const err = await openFails(t, src, SMALL, 'ERR_CORRUPT')
+  const err = await openFails(t, src, plain(SMALL), 'ERR_CORRUPT')
   if (err) {
     t.is(err.segment, seg.name)
     t.is(err.offset, SEGMENT_HEADER)

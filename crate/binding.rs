@@ -63,7 +63,7 @@ impl NativeOptions {
             Some("truncate") => RecoveryMode::Truncate,
             Some(other) => return Err(WalError::invalid(format!("recovery must be 'strict' or 'truncate', got '{other}'"))),
         };
-        o.preallocate = self.preallocate.unwrap_or(false);
+        o.preallocate = self.preallocate.unwrap_or(o.preallocate);
         o.validate()?;
         Ok(o)
     }

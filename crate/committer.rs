@@ -68,6 +68,12 @@ struct Writer {
     end: u64,
     last_sparse: u64,
     prepared: Option<(u64, JoinHandle<Result<()>>)>,
+    /// The active segment is zero-filled up to here (a hint: only speed depends on it).
+    zeroed: u64,
+    /// A background zero-fill of `[from, to)` in the active segment.
+    filling: Option<(u64, u64, JoinHandle<Result<()>>)>,
+    /// The next zero-fill's size: it doubles while the log keeps writing, up to PREALLOC_MAX.
+    fill_step: u64,
 }
 
 enum Piece {
@@ -92,7 +98,9 @@ impl Writer {
             let (&base, seg) = st.segs.iter().next_back().expect("a log always has a segment");
             (base, seg.capacity, seg.end, *seg.sparse.last().unwrap())
         };
-        let mut w = Writer { log, base, capacity, end, last_sparse, prepared: None };
+        let zeroed = log.store.len(base)?;
+        let fill_step = log.opts.prealloc_step();
+        let mut w = Writer { log, base, capacity, end, last_sparse, prepared: None, zeroed, filling: None, fill_step };
         w.prepare_next();
         Ok(w)
     }
@@ -129,6 +137,7 @@ impl Writer {
         if let Some((_, h)) = self.prepared.take() {
             let _ = h.join();
         }
+        let _ = self.finish_fill(0);
         while let Ok(c) = rx.try_recv() {
             c.reject(WalError::new(Code::Closed, "the log is closed"));
         }
@@ -279,7 +288,10 @@ impl Writer {
 
         for w in &writes {
             if w.base != self.base {
+                self.finish_fill(0)?;
                 self.enter_segment(w.base)?;
+            } else {
+                self.finish_fill(w.end)?;
             }
             let iov: Vec<&[u8]> = w
                 .pieces
@@ -308,6 +320,8 @@ impl Writer {
         self.capacity = last.capacity;
         self.end = last.end;
         self.last_sparse = last_sparse;
+        drop(st);
+        self.extend_zeroes()?;
         Ok(placements)
     }
 
@@ -322,6 +336,47 @@ impl Writer {
         self.base + self.end
     }
 
+    /// Keep zero-filled space ahead of the writer: when less than half a step is left, fill the
+    /// next step in the background (inline on a simulated disk, for determinism).
+    fn extend_zeroes(&mut self) -> Result<()> {
+        let step = self.fill_step;
+        if step == 0 || self.filling.is_some() || self.zeroed >= self.capacity || self.zeroed >= self.end + step / 2 {
+            return Ok(());
+        }
+        self.fill_step = (step * 2).min(crate::log::PREALLOC_MAX);
+        let from = self.zeroed.max(self.end);
+        let to = (from + step).min(self.capacity);
+        let (store, base) = (self.log.store.clone(), self.base);
+        let fill = move || {
+            store.zero_fill(base, from, to)?;
+            store.sync(base)
+        };
+        if !self.log.store.prepares_in_background() {
+            fill().map_err(|e| WalError::poisoned(&e))?;
+            self.zeroed = to;
+            return Ok(());
+        }
+        match std::thread::Builder::new().name("sturdy-zero-fill".into()).spawn(fill) {
+            Ok(h) => self.filling = Some((from, to, h)),
+            Err(_) => {} // no thread: the log simply appends past the zeroed space
+        }
+        Ok(())
+    }
+
+    /// Wait for a background zero-fill that a write ending at `write_end` would run into (any
+    /// fill when `write_end` is 0). A failed fill poisons the log: its barrier shares the file
+    /// with ours, and a reported write-back error is not reported twice.
+    fn finish_fill(&mut self, write_end: u64) -> Result<()> {
+        let overlaps = matches!(&self.filling, Some((from, _, _)) if write_end == 0 || write_end > *from);
+        if !overlaps {
+            return Ok(());
+        }
+        let (_, to, h) = self.filling.take().unwrap();
+        h.join().map_err(|_| internal("zero-fill"))?.map_err(|e| WalError::poisoned(&e))?;
+        self.zeroed = self.zeroed.max(to);
+        Ok(())
+    }
+
     /// Start creating the segment after the active one in the background.
     fn prepare_next(&mut self) {
         if self.prepared.is_some() || !self.log.store.prepares_in_background() {
@@ -330,7 +385,7 @@ impl Writer {
         let base = self.base + self.capacity;
         let store = self.log.store.clone();
         let capacity = self.log.opts.segment_bytes;
-        let prealloc = if self.log.opts.preallocate { capacity } else { 0 };
+        let prealloc = self.log.opts.prealloc_step();
         let handle = std::thread::Builder::new()
             .name("sturdy-segment".into())
             .spawn(move || store.create(base, &encode_header(base, capacity), prealloc));
@@ -348,12 +403,13 @@ impl Writer {
                 let _ = h.join();
                 Err(internal("prepared the wrong segment"))
             }
-            None => self.log.store.create(base, &encode_header(base, self.log.opts.segment_bytes), 0),
+            None => self.log.store.create(base, &encode_header(base, self.log.opts.segment_bytes), self.log.opts.prealloc_step()),
         };
         ready?;
         self.base = base;
         self.capacity = self.log.opts.segment_bytes;
         self.end = SEGMENT_HEADER as u64;
+        self.zeroed = self.log.opts.prealloc_step().max(SEGMENT_HEADER as u64);
         self.last_sparse = SEGMENT_HEADER as u64;
         self.prepare_next();
         Ok(())
@@ -377,6 +433,7 @@ impl Writer {
             return Err(WalError::invalid(format!("truncateFrom({lsn}): the log holds LSNs [{first}, {next})")));
         }
         let (base, pos, _) = self.log.locate(lsn).map_err(|e| if e.code == Code::NotFound { WalError::invalid(e.message) } else { e })?;
+        self.finish_fill(0)?;
         // Later segments go first, newest first: a crash part-way leaves a prefix of the log.
         let later: Vec<u64> = self.log.state().segs.range(base + 1..).map(|(b, _)| *b).rev().collect();
         if !later.is_empty() {
@@ -388,6 +445,17 @@ impl Writer {
         }
         self.log.store.truncate(base, pos)?;
         self.log.store.sync(base).map_err(|e| WalError::poisoned(&e))?;
+        if self.log.opts.preallocate {
+            // Zero-fill the rest again so later barriers stay cheap — only once the cut is
+            // durable: zeros landing over old frames before it would look like damage.
+            let capacity = self.log.state().segs[&base].capacity;
+            let to = (pos + self.log.opts.prealloc_step()).min(capacity);
+            self.log.store.zero_fill(base, pos, to)?;
+            self.log.store.sync(base).map_err(|e| WalError::poisoned(&e))?;
+            self.zeroed = to;
+        } else {
+            self.zeroed = pos;
+        }
         let mut st = self.log.state.write().unwrap_or_else(|p| p.into_inner());
         let seg = st.segs.get_mut(&base).expect("segment of a located record");
         seg.end = pos;

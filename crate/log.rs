@@ -24,7 +24,7 @@ pub struct Options {
     /// Largest payload `append` accepts.
     pub max_record_bytes: u32,
     pub recovery: RecoveryMode,
-    /// Zero-fill new segments to their full capacity when they are prepared.
+    /// Keep a zero-filled region ahead of the write position (see `Options::prealloc_step`).
     pub preallocate: bool,
 }
 
@@ -34,7 +34,25 @@ impl Default for Options {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             recovery: RecoveryMode::Strict,
-            preallocate: false,
+            // Measured on Linux/ext4: fdatasync after overwriting zero-filled space is about
+            // twice as fast as after appending, which must also journal the new file size.
+            preallocate: true,
+        }
+    }
+}
+
+/// Zero-filled space a new segment starts with: small, so that opening many logs costs little.
+pub const PREALLOC_FIRST: u64 = 1 << 20;
+/// The most zero-filled space kept ahead of a busy writer.
+pub const PREALLOC_MAX: u64 = 16 << 20;
+
+impl Options {
+    /// How much zero-filled space a new segment starts with (0 without preallocation).
+    pub fn prealloc_step(&self) -> u64 {
+        if self.preallocate {
+            PREALLOC_FIRST.min(self.segment_bytes)
+        } else {
+            0
         }
     }
 }
@@ -88,7 +106,7 @@ fn not_found(lsn: u64, why: &str) -> WalError {
 impl Log {
     pub fn open(store: Arc<dyn Store>, opts: Options) -> Result<Arc<Log>> {
         opts.validate()?;
-        let (state, report) = recover(store.as_ref(), opts.segment_bytes, opts.preallocate, opts.recovery)?;
+        let (state, report) = recover(store.as_ref(), opts.segment_bytes, opts.prealloc_step(), opts.recovery)?;
         Ok(Arc::new(Log {
             store,
             opts,

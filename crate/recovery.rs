@@ -49,6 +49,8 @@ struct Scan {
     marker_after_end: bool,
     /// Everything beyond `end` is zero (preallocated space, or nothing at all).
     zero_tail: bool,
+    /// Just past the last non-zero byte beyond `end` (at least `end`).
+    tail_extent: u64,
     sparse: Vec<u64>,
     records: u64,
 }
@@ -69,6 +71,7 @@ fn scan(store: &dyn Store, base: u64, capacity: u64) -> Result<Scan> {
         has_frames: false,
         marker_after_end: false,
         zero_tail: true,
+        tail_extent: 0,
         sparse: vec![SEGMENT_HEADER as u64],
         records: 0,
     };
@@ -107,28 +110,32 @@ fn scan(store: &dyn Store, base: u64, capacity: u64) -> Result<Scan> {
         pos += size;
         s.end = pos;
     }
+    s.tail_extent = s.end;
     if s.end < file_len {
-        (s.marker_after_end, s.zero_tail) = examine_tail(&mut reader, base, s.end)?;
+        (s.marker_after_end, s.tail_extent) = examine_tail(&mut reader, base, s.end)?;
+        s.zero_tail = s.tail_extent == s.end;
     }
     Ok(s)
 }
 
 /// What lies from `from` to the end of the segment: whether a valid commit marker starts there,
-/// and whether it is all zeros.
-fn examine_tail(reader: &mut SegmentReader, base: u64, from: u64) -> Result<(bool, bool)> {
+/// and where its last non-zero byte ends (`from` if it is all zeros).
+fn examine_tail(reader: &mut SegmentReader, base: u64, from: u64) -> Result<(bool, u64)> {
     let len = reader.size();
     let tag = crate::frame::MARKER_TAG.to_le_bytes();
-    let mut zero = true;
+    let mut extent = from;
     let mut pos = from;
     while pos < len {
         let window = reader.get(pos, CHUNK)?.to_vec();
-        zero = zero && window.iter().all(|&b| b == 0);
+        if let Some(i) = window.iter().rposition(|&b| b != 0) {
+            extent = extent.max(pos + i as u64 + 1);
+        }
         // Markers that start in this window; the last MARKER_LEN - 1 starts are looked at again
         // with the next window.
         let starts = if pos + window.len() as u64 == len { window.len() } else { window.len().saturating_sub(MARKER_LEN - 1) };
         for i in 0..starts {
             if i + MARKER_LEN <= window.len() && window[i + 4..i + 8] == tag && is_marker_at(&window[i..], base + pos + i as u64) {
-                return Ok((true, false));
+                return Ok((true, len));
             }
         }
         if starts == 0 {
@@ -136,13 +143,14 @@ fn examine_tail(reader: &mut SegmentReader, base: u64, from: u64) -> Result<(boo
         }
         pos += starts as u64;
     }
-    Ok((false, zero))
+    Ok((false, extent))
 }
 
 /// Scan the store and bring it to a consistent state: the returned state describes exactly the
 /// valid log, and the store holds nothing beyond it.
-pub fn recover(store: &dyn Store, new_capacity: u64, prealloc: bool, mode: RecoveryMode) -> Result<(State, RecoveryReport)> {
-    let prealloc_len = if prealloc { new_capacity } else { 0 };
+pub fn recover(store: &dyn Store, new_capacity: u64, prealloc_step: u64, mode: RecoveryMode) -> Result<(State, RecoveryReport)> {
+    let prealloc = prealloc_step > 0;
+    let prealloc_len = prealloc_step;
     let mut report = RecoveryReport::default();
     let bases = store.list()?;
     if bases.is_empty() {
@@ -267,8 +275,9 @@ pub fn recover(store: &dyn Store, new_capacity: u64, prealloc: bool, mode: Recov
         let scan = scans.iter().find(|s| s.base == base);
         if damaged {
             report.dropped_bytes += len.saturating_sub(SEGMENT_HEADER as u64);
-        } else if !(prealloc && scan.is_some_and(|s| s.zero_tail)) {
-            report.torn_bytes += len.saturating_sub(SEGMENT_HEADER as u64);
+        } else if let Some(s) = scan {
+            let extent = if prealloc { s.tail_extent } else { len };
+            report.torn_bytes += extent.saturating_sub(SEGMENT_HEADER as u64);
         }
         store.remove(base)?;
     }
@@ -276,13 +285,20 @@ pub fn recover(store: &dyn Store, new_capacity: u64, prealloc: bool, mode: Recov
     // Zero-filled space is kept when segments are preallocated: it is not a torn write.
     let zero_beyond = prealloc && cut == last.end && last.zero_tail;
     if last.file_len > cut && !zero_beyond {
+        // Count what was written there, not the zero-filled space around it.
+        let extent = if prealloc && cut == last.end { last.tail_extent } else { last.file_len };
         if damaged {
-            report.dropped_bytes += last.file_len - cut;
+            report.dropped_bytes += extent - cut;
         } else {
-            report.torn_bytes += last.file_len - cut;
+            report.torn_bytes += extent - cut;
         }
         store.truncate(last.base, cut)?;
         store.sync(last.base)?;
+        if prealloc {
+            // Only after the cut is durable (see the committer's truncate_from).
+            store.zero_fill(last.base, cut, (cut + prealloc_step).min(last.capacity))?;
+            store.sync(last.base)?;
+        }
         last.end = cut;
         last.sparse.retain(|&p| p < cut.max(SEGMENT_HEADER as u64 + 1));
         if last.first_record.is_some_and(|f| f >= cut) {

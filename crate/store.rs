@@ -32,6 +32,17 @@ pub trait Store: Send + Sync {
     fn sync(&self, base: u64) -> Result<()>;
     /// Release files and locks; the store is not used afterwards.
     fn close(&self) {}
+    /// Write zeros over `[from, to)` of segment `base` (not yet durable: call `sync`).
+    fn zero_fill(&self, base: u64, from: u64, to: u64) -> Result<()> {
+        let zeros = vec![0u8; 1 << 20];
+        let mut at = from;
+        while at < to {
+            let n = (to - at).min(zeros.len() as u64) as usize;
+            self.write_at(base, at, &[&zeros[..n]])?;
+            at += n as u64;
+        }
+        Ok(())
+    }
     /// Whether the next segment may be created on a background thread. A simulated disk says
     /// no, so that its operations happen in one deterministic order and a seed replays exactly.
     fn prepares_in_background(&self) -> bool {

@@ -22,7 +22,11 @@ export interface WalOptions {
    * {@link Wal.recovery}.
    */
   recovery?: 'strict' | 'truncate'
-  /** Zero-fill each new segment to its full size when it is prepared (default false). */
+  /**
+   * Zero-fill each new segment to its full size when it is prepared, on a background thread
+   * (default true). Overwriting zero-filled space lets each durability barrier skip journaling a
+   * new file size: on Linux/ext4 that halves the cost of a small durable append.
+   */
   preallocate?: boolean
   /**
    * Open the log on a {@link SimulatedDisk} (from `sturdy/testing`) instead of the file system;

@@ -1,0 +1,54 @@
+/* The disk's limit for durable appends: pwrite + fdatasync cycles of a fixed size, appending to
+ * a growing file, for a fixed time. Prints "<cycles per second> <p50 us> <p99 us>". */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static int cmp(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv) {
+  if (argc != 4) {
+    fprintf(stderr, "usage: raw-sync FILE BYTES SECONDS\n");
+    return 2;
+  }
+  size_t size = strtoul(argv[2], 0, 10);
+  double seconds = atof(argv[3]);
+  int fd = open(argv[1], O_CREAT | O_TRUNC | O_WRONLY, 0644);
+  if (fd < 0) { perror("open"); return 1; }
+  char *buf = malloc(size);
+  memset(buf, 7, size);
+  size_t cap = 1 << 20, n = 0;
+  double *lat = malloc(cap * sizeof(double));
+  off_t off = 0;
+  double start = now();
+  while (now() - start < seconds && n < cap) {
+    double t = now();
+    if (pwrite(fd, buf, size, off) != (ssize_t)size) { perror("pwrite"); return 1; }
+#ifdef __APPLE__
+    if (fcntl(fd, F_FULLFSYNC) < 0) { perror("F_FULLFSYNC"); return 1; }
+#else
+    if (fdatasync(fd) < 0) { perror("fdatasync"); return 1; }
+#endif
+    lat[n++] = (now() - t) * 1e6;
+    off += size;
+  }
+  double elapsed = now() - start;
+  qsort(lat, n, sizeof(double), cmp);
+  printf("%.1f %.1f %.1f\n", n / elapsed, lat[n / 2], lat[n * 99 / 100]);
+  close(fd);
+  unlink(argv[1]);
+  return 0;
+}
