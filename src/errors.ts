@@ -8,6 +8,7 @@
  * - `ERR_RECORD_TOO_LARGE`: a record exceeds `maxRecordBytes`.
  * - `ERR_INVALID_ARG`: an argument has the wrong type or value.
  * - `ERR_NOT_FOUND`: no record (or file) at the given position.
+ * - `ERR_INVALID_PATH`: a path would leave its directory's root (`..`, absolute, a drive prefix, NUL).
  * - `ERR_IO`: the operating system reported an error; `errno` holds its number.
  */
 export type ErrorCode =
@@ -18,6 +19,7 @@ export type ErrorCode =
   | 'ERR_RECORD_TOO_LARGE'
   | 'ERR_INVALID_ARG'
   | 'ERR_NOT_FOUND'
+  | 'ERR_INVALID_PATH'
   | 'ERR_IO'
 
 /**

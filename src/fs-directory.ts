@@ -1,0 +1,311 @@
+import { mkdir, open, readdir, rename, rm, lstat, stat, type FileHandle } from 'node:fs/promises'
+import nodePath from 'node:path'
+
+import { atomicWriteVia } from './directory-atomic-write.js'
+import { checkRange, type FileData } from './directory-data.js'
+import { fromFs, ioError } from './directory-errors.js'
+import { checkPath, type PathNames } from './directory-path.js'
+import { PolicyWriter, type WriterSink } from './directory-writer.js'
+import type { Directory, FileReader, FileWriter, WriterOptions } from './directory.js'
+import { fromNative, invalidArg } from './errors.js'
+import { checkFlushPolicy } from './flush-policy.js'
+import { renameDurable, syncDir, syncFile } from './native.js'
+
+/** Run a native durability call, turning its JSON error into a `SturdyError`. */
+async function native(call: Promise<void>): Promise<void> {
+  try {
+    await call
+  } catch (e) {
+    throw fromNative(e)
+  }
+}
+
+/** Writes through a file handle; the barrier is the platform's, by path (see crate/fs_binding.rs). */
+class FsWriterSink implements WriterSink {
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly absolute: string,
+    private readonly path: string,
+  ) {}
+
+  async write(bytes: Buffer): Promise<void> {
+    try {
+      // One write(2) may take less than asked for; go on until all of it is written.
+      for (let done = 0; done < bytes.length; ) {
+        const { bytesWritten } = await this.handle.write(bytes, done, bytes.length - done, null)
+        done += bytesWritten
+      }
+    } catch (e) {
+      throw fromFs(e, this.path, 'writing')
+    }
+  }
+
+  sync(): Promise<void> {
+    return native(syncFile(this.absolute))
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.handle.close()
+    } catch (e) {
+      throw fromFs(e, this.path, 'closing')
+    }
+  }
+}
+
+class FsFileReader implements FileReader {
+  #closed = false
+
+  constructor(
+    readonly path: string,
+    private readonly handle: FileHandle,
+  ) {}
+
+  async size(): Promise<number> {
+    try {
+      return (await this.handle.stat()).size
+    } catch (e) {
+      throw fromFs(e, this.path, 'reading')
+    }
+  }
+
+  async read(position: number, length: number): Promise<Buffer> {
+    checkRange(position, length)
+    const out = Buffer.allocUnsafe(length)
+    let got = 0
+    try {
+      while (got < length) {
+        const { bytesRead } = await this.handle.read(out, got, length - got, position + got)
+        if (bytesRead === 0) break
+        got += bytesRead
+      }
+    } catch (e) {
+      throw fromFs(e, this.path, 'reading')
+    }
+    return out.subarray(0, got)
+  }
+
+  async readAll(): Promise<Buffer> {
+    const parts: Buffer[] = []
+    let at = 0
+    // Read to the end even if the file grows while we read.
+    for (let want = Math.max(await this.size(), 1); ; want = 64 * 1024) {
+      const part = await this.read(at, want)
+      if (part.length === 0) break
+      parts.push(part)
+      at += part.length
+    }
+    return Buffer.concat(parts, at)
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    try {
+      await this.handle.close()
+    } catch (e) {
+      throw fromFs(e, this.path, 'closing')
+    }
+  }
+}
+
+/**
+ * A {@link Directory} on the local file system, rooted at one directory. Every durability step
+ * goes through the native platform layer: `fdatasync` on Linux, `F_FULLFSYNC` on macOS (plain
+ * `fsync` leaves data in the drive's cache), `FlushFileBuffers` and write-through renames on
+ * Windows (where NTFS journals directory entries, so there is no directory sync).
+ *
+ * Writers sync their file by path: do not rename or replace a file while a writer has it open.
+ *
+ * @example
+ * ```ts
+ * import { FsDirectory } from 'sturdy'
+ * const dir = await FsDirectory.open('./data')          // created (durably) if missing
+ * const log = await dir.appendFile('events.log')        // 'per-append': each append is durable
+ * await log.append('started\n')
+ * await log.close()
+ * await dir.atomicWriteDurable('state.json', '{"ok":true}')
+ * ```
+ */
+export class FsDirectory implements Directory {
+  /** The absolute path of the root. */
+  readonly root: string
+
+  private constructor(root: string) {
+    this.root = root
+  }
+
+  /** Open the directory at `root`, creating it and any missing parents durably. */
+  static async open(root: string): Promise<FsDirectory> {
+    if (typeof root !== 'string' || root.length === 0 || root.includes('\0')) {
+      throw invalidArg('root must be a non-empty path string without NUL bytes')
+    }
+    const absolute = nodePath.resolve(root)
+    await makeDirsDurably(absolute, root)
+    return new FsDirectory(absolute)
+  }
+
+  filePath(path: string): string {
+    return this.#absolute(checkPath(path, { allowRoot: true }))
+  }
+
+  async createFile(path: string, options: WriterOptions = {}): Promise<FileWriter> {
+    return this.#openWriter(path, 'w', options)
+  }
+
+  async appendFile(path: string, options: WriterOptions = {}): Promise<FileWriter> {
+    return this.#openWriter(path, 'a', options)
+  }
+
+  async openFile(path: string): Promise<FileReader> {
+    const absolute = this.#absolute(checkPath(path))
+    let handle: FileHandle | undefined
+    try {
+      handle = await open(absolute, 'r')
+      // Opening a directory for reading succeeds on some systems; reading it does not.
+      if ((await handle.stat()).isDirectory()) throw ioError('EISDIR', path, 'opening')
+      return new FsFileReader(path, handle)
+    } catch (e) {
+      await handle?.close().catch(() => {})
+      throw fromFs(e, path, 'opening')
+    }
+  }
+
+  async readFile(path: string): Promise<Buffer> {
+    const reader = await this.openFile(path)
+    try {
+      return await reader.readAll()
+    } finally {
+      await reader.close()
+    }
+  }
+
+  async exists(path: string): Promise<boolean> {
+    const absolute = this.#absolute(checkPath(path, { allowRoot: true }))
+    try {
+      await lstat(absolute)
+      return true
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      if (code === 'ENOENT' || code === 'ENOTDIR') return false
+      throw fromFs(e, path, 'checking')
+    }
+  }
+
+  async delete(path: string): Promise<void> {
+    const absolute = this.#absolute(checkPath(path))
+    try {
+      await rm(absolute, { recursive: true, force: true })
+    } catch (e) {
+      // A parent that is a file: there is nothing to delete, as on the memory backend.
+      if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') return
+      throw fromFs(e, path, 'deleting')
+    }
+  }
+
+  async atomicRename(from: string, to: string): Promise<void> {
+    const [fromAbs, toAbs] = await this.#renamePaths(from, to)
+    try {
+      await rename(fromAbs, toAbs)
+    } catch (e) {
+      throw fromFs(e, from, 'renaming')
+    }
+  }
+
+  async atomicRenameDurable(from: string, to: string): Promise<void> {
+    const [fromAbs, toAbs] = await this.#renamePaths(from, to)
+    await native(renameDurable(fromAbs, toAbs))
+  }
+
+  async createDirAll(path: string): Promise<void> {
+    await makeDirsDurably(this.#absolute(checkPath(path, { allowRoot: true })), path)
+  }
+
+  async listDir(path: string): Promise<string[]> {
+    const absolute = this.#absolute(checkPath(path, { allowRoot: true }))
+    try {
+      return (await readdir(absolute)).sort()
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return []
+      throw fromFs(e, path, 'listing')
+    }
+  }
+
+  atomicWrite(path: string, data: FileData): Promise<void> {
+    return atomicWriteVia(this, path, data, { durable: false })
+  }
+
+  atomicWriteDurable(path: string, data: FileData): Promise<void> {
+    return atomicWriteVia(this, path, data, { durable: true })
+  }
+
+  async syncFile(path: string): Promise<void> {
+    await native(syncFile(this.#absolute(checkPath(path))))
+  }
+
+  async syncParentDir(path: string): Promise<void> {
+    await native(syncDir(nodePath.dirname(this.#absolute(checkPath(path)))))
+  }
+
+  #absolute(names: PathNames): string {
+    return nodePath.join(this.root, ...names)
+  }
+
+  async #openWriter(path: string, flags: 'w' | 'a', options: WriterOptions): Promise<FileWriter> {
+    const names = checkPath(path)
+    const policy = checkFlushPolicy(options?.flushPolicy)
+    const absolute = this.#absolute(names)
+    await makeDirsDurably(nodePath.dirname(absolute), path)
+    let handle: FileHandle
+    try {
+      handle = await open(absolute, flags)
+    } catch (e) {
+      throw fromFs(e, path, 'opening')
+    }
+    // A truncating create changed the file already: closing makes that durable too.
+    return new PolicyWriter(path, new FsWriterSink(handle, absolute, path), policy, { dirty: flags === 'w' })
+  }
+
+  /** Check both paths and create `to`'s parent; a missing `from` is reported before that. */
+  async #renamePaths(from: string, to: string): Promise<[string, string]> {
+    const fromAbs = this.#absolute(checkPath(from))
+    const toAbs = this.#absolute(checkPath(to))
+    try {
+      await lstat(fromAbs)
+    } catch (e) {
+      throw fromFs(e, from, 'renaming')
+    }
+    await makeDirsDurably(nodePath.dirname(toAbs), to)
+    return [fromAbs, toAbs]
+  }
+}
+
+/**
+ * Create `absolute` and its missing parents, syncing each new directory's parent so the new
+ * entries survive a power loss (a durable file in a directory whose own entry was lost would be
+ * lost with it). Directories that already exist cost one `stat`.
+ */
+async function makeDirsDurably(absolute: string, shown: string): Promise<void> {
+  const missing: string[] = []
+  for (let dir = absolute; ; ) {
+    try {
+      if (!(await stat(dir)).isDirectory()) throw ioError('ENOTDIR', shown, 'creating a directory at')
+      break
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw fromFs(e, shown, 'creating a directory at')
+    }
+    missing.push(dir)
+    const parent = nodePath.dirname(dir)
+    if (parent === dir) break
+    dir = parent
+  }
+  for (const dir of missing.reverse()) {
+    try {
+      await mkdir(dir)
+    } catch (e) {
+      // Someone else made it meanwhile: it still needs its entry made durable below.
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fromFs(e, shown, 'creating a directory at')
+    }
+    await native(syncDir(nodePath.dirname(dir)))
+  }
+}
