@@ -15,6 +15,7 @@ pub mod store;
 pub mod wal;
 
 mod binding;
+mod crc_binding;
 mod fs_binding;
 mod sim_binding;
 

@@ -1,6 +1,6 @@
 import { constants } from 'node:buffer'
 
-import { crc32c } from './checkpoint-crc32c.js'
+import { crc32c } from './native.js'
 
 /**
  * A checkpoint file: a 40-byte header, then the snapshot bytes. All numbers little-endian.

@@ -9,3 +9,5 @@ export type NativeSimDisk = native.NativeSimDisk
 export const NativeSimDisk = native.NativeSimDisk
 /** The platform's durability calls for single files and directories (see crate/fs_binding.rs). */
 export const { syncFile, syncFileSync, syncDir, syncDirSync, renameDurable } = native
+/** Hardware-accelerated CRC32C, the same checksum the log frames use. */
+export const { crc32c } = native

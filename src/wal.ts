@@ -164,6 +164,11 @@ export class Wal {
     return report
   }
 
+  /** The largest record this log accepts, in bytes. */
+  get maxRecordBytes(): number {
+    return this.#maxRecordBytes
+  }
+
   /** Whether {@link Wal.close} has been called. */
   get closed(): boolean {
     return this.#closed
