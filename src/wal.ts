@@ -29,6 +29,13 @@ export interface WalOptions {
    */
   preallocate?: boolean
   /**
+   * Cap on bytes handed to the disk and not yet durable (default 64 MiB). When producers outrun
+   * the disk, the next group keeps gathering instead of queueing behind it, so memory stays
+   * bounded for producers that await their appends (appends you do not await still hold their
+   * copied bytes until they are written).
+   */
+  maxPendingBytes?: number
+  /**
    * Open the log on a {@link SimulatedDisk} (from `sturdy/testing`) instead of the file system;
    * `dir` is then the log's name on that disk.
    */
@@ -64,8 +71,8 @@ function checkLsn(name: string, lsn: unknown): number {
 
 function nativeOptions(options: WalOptions): Record<string, unknown> {
   if (options === null || typeof options !== 'object') throw invalidArg('options must be an object')
-  const { segmentBytes, maxRecordBytes, recovery, preallocate } = options
-  for (const [k, v] of Object.entries({ segmentBytes, maxRecordBytes })) {
+  const { segmentBytes, maxRecordBytes, recovery, preallocate, maxPendingBytes } = options
+  for (const [k, v] of Object.entries({ segmentBytes, maxRecordBytes, maxPendingBytes })) {
     if (v !== undefined && (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)) {
       throw invalidArg(`${k} must be a positive integer`)
     }
@@ -109,9 +116,14 @@ export class Wal {
   #lastGroupSize = 0
   #closed = false
 
-  private constructor(native: NativeWal) {
+  readonly #maxPendingBytes: number
+  /** Bytes of groups handed to the committer and not yet settled. */
+  #pendingBytes = 0
+
+  private constructor(native: NativeWal, maxPendingBytes = 64 << 20) {
     this.#native = native
     this.#maxRecordBytes = native.maxRecordBytes()
+    this.#maxPendingBytes = maxPendingBytes
   }
 
   /**
@@ -125,7 +137,7 @@ export class Wal {
       const native = options.disk
         ? NativeWal.openSimulated(nativeDiskOf(options.disk), checkDir(dir), opts)
         : NativeWal.open(checkDir(dir), opts)
-      return new Wal(await native)
+      return new Wal(await native, options.maxPendingBytes)
     } catch (e) {
       throw fromNative(e)
     }
@@ -139,6 +151,7 @@ export class Wal {
         options.disk
           ? NativeWal.openSimulatedSync(nativeDiskOf(options.disk), checkDir(dir), opts)
           : NativeWal.openSync(checkDir(dir), opts),
+        options.maxPendingBytes,
       )
     } catch (e) {
       throw fromNative(e)
@@ -219,7 +232,7 @@ export class Wal {
     const group = new Group(this.#pool, 0)
     const offset = group.add(data, this.#measure(data))
     group.seal()
-    this.#flush()
+    this.#flush(true)
     try {
       const anchors = this.#native.commitSync(group.chunks)
       group.settle(anchors)
@@ -233,7 +246,7 @@ export class Wal {
   /** Resolves once everything appended before this call is durable. */
   async sync(): Promise<void> {
     this.#checkOpen()
-    this.#flush()
+    this.#flush(true)
     try {
       await this.#native.sync()
     } catch (e) {
@@ -244,7 +257,7 @@ export class Wal {
   /** Synchronous {@link Wal.sync}. */
   syncSync(): void {
     this.#checkOpen()
-    this.#flush()
+    this.#flush(true)
     try {
       this.#native.syncSync()
     } catch (e) {
@@ -310,7 +323,7 @@ export class Wal {
   async truncateFrom(lsn: number): Promise<void> {
     this.#checkOpen()
     checkLsn('lsn', lsn)
-    this.#flush()
+    this.#flush(true)
     try {
       await this.#native.truncateFrom(lsn)
     } catch (e) {
@@ -326,7 +339,7 @@ export class Wal {
   async truncateBefore(lsn: number): Promise<number> {
     this.#checkOpen()
     checkLsn('lsn', lsn)
-    this.#flush()
+    this.#flush(true)
     try {
       return await this.#native.truncateBefore(lsn)
     } catch (e) {
@@ -340,7 +353,7 @@ export class Wal {
    */
   async close(): Promise<void> {
     if (this.#closed) return
-    this.#flush()
+    this.#flush(true)
     this.#closed = true
     try {
       await this.#native.close()
@@ -352,7 +365,7 @@ export class Wal {
   /** Synchronous {@link Wal.close}. */
   closeSync(): void {
     if (this.#closed) return
-    this.#flush()
+    this.#flush(true)
     this.#closed = true
     try {
       this.#native.closeSync()
@@ -391,20 +404,33 @@ export class Wal {
     if (group.size >= 4 << 20) this.#flush()
   }
 
-  /** Hand the gathered group to the committer: one native call, one promise. */
-  #flush(): void {
+  /**
+   * Hand the gathered group to the committer: one native call, one promise. Unless `force`d
+   * (an operation that must follow every earlier append), a group that would push the bytes in
+   * flight past the cap keeps gathering until earlier groups are durable.
+   */
+  #flush(force = false): void {
     const group = this.#group
     if (group === undefined) return
+    const size = group.size
+    if (!force && this.#pendingBytes > 0 && this.#pendingBytes + size > this.#maxPendingBytes) return
     this.#group = undefined
     group.seal()
-    this.#lastGroupSize = Math.min(group.size, 4 << 20)
+    this.#lastGroupSize = Math.min(size, 4 << 20)
+    this.#pendingBytes += size
+    const settled = (anchors: Float64Array | undefined, err?: unknown) => {
+      this.#pendingBytes -= size
+      group.settle(anchors, err)
+      if (this.#group !== undefined && !this.#closed) this.#flush()
+    }
     try {
       this.#native.commit(group.chunks).then(
-        (anchors) => group.settle(anchors),
-        (e: unknown) => group.settle(undefined, fromNative(e)),
+        (anchors) => settled(anchors),
+        (e: unknown) => settled(undefined, fromNative(e)),
       )
     } catch (e) {
-      group.settle(undefined, fromNative(e))
+      settled(undefined, fromNative(e))
     }
   }
+
 }
