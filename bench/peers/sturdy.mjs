@@ -4,7 +4,7 @@ import { Wal } from '../../dist/index.mjs'
 export const name = 'sturdy'
 
 export async function open(dir) {
-  const wal = await Wal.open(dir, { preallocate: process.env.PREALLOC === "1" })
+  const wal = await Wal.open(dir)
   return {
     append: (buf) => wal.append(buf),
     appendBatch: (bufs) => wal.appendBatch(bufs),
