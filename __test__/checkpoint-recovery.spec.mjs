@@ -9,21 +9,12 @@ import test from 'ava'
 import { Checkpoints, MemoryDirectory, Wal, checkpoint, recover } from '../dist/index.mjs'
 import { SimulatedDisk } from '../dist/testing.mjs'
 
+import { rng } from './helpers.mjs'
+
 const SEEDS = Number(process.env.STURDY_RECOVERY_SEEDS ?? 25)
 const FIRST_SEED = Number(process.env.STURDY_RECOVERY_SEED ?? 1)
 const OPTIONS = { segmentBytes: 4096, maxRecordBytes: 900 }
 
-function rng(seed) {
-  let a = seed >>> 0
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-  return { int: (lo, hi) => lo + Math.floor(next() * (hi - lo)) }
-}
 
 // The state is the list of record ids applied, in log order; a snapshot is its JSON.
 const init = (snap) => (snap ? JSON.parse(snap.toString()) : [])

@@ -171,3 +171,17 @@ export function segmentHeader(base, capacity) {
   h.writeUInt32LE(crc32c(h.subarray(0, 32)), 32)
   return h
 }
+
+/** A small seeded PRNG (mulberry32): `next()` in [0, 1), `int(lo, hi)` in [lo, hi). */
+export function rng(seed) {
+  let a = seed >>> 0
+  const next = () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+  const int = (lo, hi) => lo + Math.floor(next() * (hi - lo))
+  return { next, int }
+}

@@ -8,22 +8,12 @@ import test from 'ava'
 import { Wal } from '../dist/index.mjs'
 import { SimulatedDisk } from '../dist/testing.mjs'
 
+import { rng } from './helpers.mjs'
+
 const SCHEDULES = Number(process.env.STURDY_SCHEDULES ?? 10_000)
 const FIRST_SEED = Number(process.env.STURDY_SEED ?? 1)
 const OPTIONS = { segmentBytes: 4096, maxRecordBytes: 900 }
 
-function rng(seed) {
-  let a = seed >>> 0
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-  const int = (lo, hi) => lo + Math.floor(next() * (hi - lo))
-  return { next, int }
-}
 
 function payload(r) {
   const b = Buffer.allocUnsafe(r.int(0, 400))

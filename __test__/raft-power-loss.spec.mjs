@@ -10,23 +10,13 @@ import test from 'ava'
 import { RaftLog } from '../dist/index.mjs'
 import { SimulatedDisk } from '../dist/testing.mjs'
 
+import { rng } from './helpers.mjs'
+
 const SCHEDULES = Number(process.env.STURDY_SCHEDULES ?? 1000)
 const FIRST_SEED = Number(process.env.STURDY_SEED ?? 1)
 const OPTS = { segmentBytes: 4096 }
 const ROUNDS = 3
 
-function rng(seed) {
-  let a = seed >>> 0
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-  const int = (lo, hi) => lo + Math.floor(next() * (hi - lo))
-  return { next, int }
-}
 
 /** The log as plain data: entries and the last purged id. Operations here are always valid. */
 class Model {
