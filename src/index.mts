@@ -6,3 +6,5 @@ export type { RaftEntry, RaftEntryInput, LogId, RaftLogOptions, HardState } from
 export { FsDirectory, MemoryDirectory, Checkpoints, checkpoint, recover } from './index.js'
 export type { Directory, FileWriter, FileReader, WriterOptions, FileData, FlushPolicy } from './index.js'
 export type { Checkpoint, CheckpointsOptions, DamagedCheckpoint, CheckpointOptions, RecoverOptions, Recovered } from './index.js'
+export { NoopDurableStore, FileDurableStore, LogDurableStore, DurableStoreBase, encodeKey, decodeKey, MAX_ENCODED_NAME } from './index.js'
+export type { DurableStore, DurableStoreOptions, LogDurableStoreOptions } from './index.js'
