@@ -18,7 +18,7 @@ export function chart(results, titles) {
     rows.forEach((r, i) => {
       const v = values[i]
       const len = Math.max(1, ((width - label - 120) * v) / max)
-      const fill = r.name === 'sturdy' ? '#d9480f' : r.name === 'raw limit' ? '#868e96' : '#4c6ef5'
+      const fill = r.name === 'sturdy' ? '#d9480f' : r.name.startsWith('raw') ? '#868e96' : '#4c6ef5'
       parts.push(`<text x="10" y="${y + barH - 4}">${esc(r.name)}</text>`)
       parts.push(`<rect x="${label}" y="${y}" width="${len.toFixed(1)}" height="${barH}" fill="${fill}"/>`)
       const shown = v >= 1e5 ? Math.round(v).toLocaleString('en-US') : v >= 100 ? v.toFixed(0) : v.toFixed(2)

@@ -1,5 +1,7 @@
-/* The disk's limit for durable appends: pwrite + fdatasync cycles of a fixed size, appending to
- * a growing file, for a fixed time. Prints "<cycles per second> <p50 us> <p99 us>". */
+/* The disk's limit for durable appends: pwrite + fdatasync cycles of a fixed size for a fixed
+ * time, either appending to a growing file ("append") or overwriting a zero-filled 64 MiB region
+ * in a cycle ("zeroed", what sturdy's preallocated segments do). Prints
+ * "<cycles per second> <p50 us> <p99 us>". */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdio.h>
@@ -20,10 +22,11 @@ static int cmp(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 4) {
-    fprintf(stderr, "usage: raw-sync FILE BYTES SECONDS\n");
+  if (argc != 5) {
+    fprintf(stderr, "usage: raw-sync FILE BYTES SECONDS append|zeroed\n");
     return 2;
   }
+  int zeroed = strcmp(argv[4], "zeroed") == 0;
   size_t size = strtoul(argv[2], 0, 10);
   double seconds = atof(argv[3]);
   int fd = open(argv[1], O_CREAT | O_TRUNC | O_WRONLY, 0644);
@@ -32,7 +35,14 @@ int main(int argc, char **argv) {
   memset(buf, 7, size);
   size_t cap = 1 << 20, n = 0;
   double *lat = malloc(cap * sizeof(double));
-  off_t off = 0;
+  off_t off = 0, region = (off_t)64 << 20;
+  if (zeroed) {
+    if ((off_t)size > region) region = size;
+    char *zeros = calloc(1, 1 << 20);
+    for (off_t o = 0; o < region; o += 1 << 20) pwrite(fd, zeros, 1 << 20, o);
+    fsync(fd);
+    free(zeros);
+  }
   double start = now();
   while (now() - start < seconds && n < cap) {
     double t = now();
@@ -44,6 +54,7 @@ int main(int argc, char **argv) {
 #endif
     lat[n++] = (now() - t) * 1e6;
     off += size;
+    if (zeroed && off + (off_t)size > region) off = 0;
   }
   double elapsed = now() - start;
   qsort(lat, n, sizeof(double), cmp);

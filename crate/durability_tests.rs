@@ -213,3 +213,19 @@ fn latency_probe() {
     times.sort();
     eprintln!("rust single append p50 {} us p99 {} us", times[times.len() / 2], times[times.len() * 99 / 100]);
 }
+
+#[test]
+#[ignore]
+fn round_trip_probe() {
+    let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+    let wal = Wal::open_dir(dir.path(), crate::log::Options::default()).unwrap();
+    wal.append(b"x").unwrap();
+    let mut times = Vec::new();
+    for _ in 0..5000 {
+        let t = std::time::Instant::now();
+        wal.sync().unwrap();
+        times.push(t.elapsed().as_nanos() as f64 / 1000.0);
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    eprintln!("rust idle sync round trip p50 {:.1} us", times[times.len() / 2]);
+}
