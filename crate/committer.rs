@@ -356,9 +356,9 @@ impl Writer {
             self.zeroed = to;
             return Ok(());
         }
-        match std::thread::Builder::new().name("sturdy-zero-fill".into()).spawn(fill) {
-            Ok(h) => self.filling = Some((from, to, h)),
-            Err(_) => {} // no thread: the log simply appends past the zeroed space
+        // Without a thread, the log simply appends past the zeroed space.
+        if let Ok(h) = std::thread::Builder::new().name("sturdy-zero-fill".into()).spawn(fill) {
+            self.filling = Some((from, to, h));
         }
         Ok(())
     }
