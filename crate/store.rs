@@ -61,10 +61,12 @@ impl FileStore {
     /// Open (creating if needed) the log directory and take its lock.
     pub fn open(dir: &Path) -> Result<FileStore> {
         if !dir.exists() {
+            // Every directory created here must have a durable entry in its parent.
+            let missing: Vec<&Path> = dir.ancestors().take_while(|a| !a.as_os_str().is_empty() && !a.exists()).collect();
             fs::create_dir_all(dir).map_err(|e| WalError::io("creating the log directory", e))?;
-            if let Some(parent) = dir.parent() {
-                let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
-                platform::sync_dir(parent).map_err(|e| WalError::io("syncing the parent directory", e))?;
+            for created in missing.iter().rev() {
+                let parent = created.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                platform::sync_dir(parent).map_err(|e| WalError::io("syncing a new directory's parent", e))?;
             }
         } else if !dir.is_dir() {
             return Err(WalError::invalid(format!("{} is not a directory", dir.display())));
