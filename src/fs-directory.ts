@@ -24,7 +24,6 @@ async function native(call: Promise<void>): Promise<void> {
 class FsWriterSink implements WriterSink {
   constructor(
     private readonly handle: FileHandle,
-    private readonly absolute: string,
     private readonly path: string,
   ) {}
 
@@ -40,8 +39,16 @@ class FsWriterSink implements WriterSink {
     }
   }
 
-  sync(): Promise<void> {
-    return native(syncFile(this.absolute))
+  async sync(): Promise<void> {
+    // The descriptor that did the writes: one opened later would not see a write-back error
+    // that happened before it (Linux reports it once, to the descriptors open at the time).
+    // libuv's fdatasync is the platform's true barrier: F_FULLFSYNC on macOS, FlushFileBuffers
+    // on Windows.
+    try {
+      await this.handle.datasync()
+    } catch (e) {
+      throw fromFs(e, this.path, 'syncing')
+    }
   }
 
   async close(): Promise<void> {
@@ -263,7 +270,7 @@ export class FsDirectory implements Directory {
       throw fromFs(e, path, 'opening')
     }
     // A truncating create changed the file already: closing makes that durable too.
-    return new PolicyWriter(path, new FsWriterSink(handle, absolute, path), policy, { dirty: flags === 'w' })
+    return new PolicyWriter(path, new FsWriterSink(handle, path), policy, { dirty: flags === 'w' })
   }
 
   /** Check both paths and create `to`'s parent; a missing `from` is reported before that. */

@@ -87,6 +87,9 @@ function decode(rec: Buffer, lsn: number): HardState {
 export class HardStateStore {
   readonly #wal: Wal
   #current: HardState | undefined
+  /** Saves issued, and the newest of them known durable. */
+  #issued = 0
+  #durableSeq = 0
 
   private constructor(wal: Wal, current: HardState | undefined) {
     this.#wal = wal
@@ -114,8 +117,13 @@ export class HardStateStore {
   save(state: HardState): Promise<void> {
     const rec = encode(state)
     const saved = this.#wal.append(rec)
-    this.#current = decode(rec, -1)
+    const seq = ++this.#issued
     return saved.then(async (lsn) => {
+      // Only a durable state becomes current, and never an older one over a newer one.
+      if (seq > this.#durableSeq) {
+        this.#durableSeq = seq
+        this.#current = decode(rec, -1)
+      }
       if (lsn - this.#wal.firstLsn > 2 * SEGMENT_BYTES) await this.#wal.truncateBefore(lsn)
     })
   }

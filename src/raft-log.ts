@@ -367,13 +367,22 @@ export class RaftLog {
     await this.#inBackground(written.then(([lsn]) => this.#dropBefore(lsn)))
   }
 
-  /** Save the hard state; it is durable when this resolves. Bad input rejects and saves nothing. */
+  /**
+   * Save the hard state; it is durable when this resolves, and so is every operation called
+   * before it (a commit index never gets ahead of the entries it covers). Bad input rejects and
+   * saves nothing.
+   */
   async saveHardState(state: HardState): Promise<void> {
     this.#checkWritable()
+    const earlier = this.#lastWrite
     const saved = this.#hard.save(state).catch((e: unknown) => {
       throw this.#fail(e)
     })
-    await this.#inBackground(saved)
+    await this.#inBackground(
+      Promise.all([saved, earlier]).then(() => {
+        if (this.#failure !== undefined) throw this.#poisoned()
+      }),
+    )
   }
 
   /** The newest saved hard state, or `undefined` if none was ever saved. */
