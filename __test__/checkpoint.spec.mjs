@@ -58,10 +58,11 @@ both('keeps the newest `keep` and removes leftovers of interrupted writes', asyn
   for (const lsn of [10, 20, 30, 40, 50]) await cps.write(lsn, `s${lsn}`)
   t.deepEqual(await cps.list(), [30, 40, 50])
   t.deepEqual(await dir.listDir(''), [name(30), name(40), name(50), 'unrelated.txt'])
-  await cps.write(35, 'older than the newest') // kept by LSN, not by write order
-  t.deepEqual(await cps.list(), [35, 40, 50])
   await cps.write(50, 'replaced')
   t.is((await cps.latest()).data.toString(), 'replaced')
+  // Below existing checkpoints: the log was cut back, so the newer ones are discarded history.
+  await cps.write(35, 'after the log was cut back to 35')
+  t.deepEqual(await cps.list(), [30, 35])
 })
 
 const DAMAGE = {
@@ -245,4 +246,15 @@ test('recover refuses a checkpoint that covers more than the log holds', async (
   await t.throwsAsync(recover({ wal, checkpoints: cps, ...sum }), { instanceOf: SturdyError, code: 'ERR_CORRUPT' })
   await t.throwsAsync(recover({ wal, checkpoints: cps }), { instanceOf: SturdyError, code: 'ERR_INVALID_ARG' })
   await wal.close()
+})
+
+test('a checkpoint below existing ones (the log was cut back) replaces them', async (t) => {
+  const { MemoryDirectory: Mem, Checkpoints: Cps } = await import('../dist/index.mjs')
+  const cps = new Cps(new Mem(), { keep: 1 })
+  await cps.write(500, Buffer.from('state at 500, history later discarded'))
+  await cps.write(400, Buffer.from('state at 400 of the new history'))
+  t.deepEqual(await cps.list(), [400])
+  const latest = await cps.latest()
+  t.is(latest.lsn, 400)
+  t.is(latest.data.toString(), 'state at 400 of the new history')
 })

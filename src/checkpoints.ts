@@ -93,7 +93,8 @@ export class Checkpoints {
    * `lsn` is the log position the snapshot covers: the LSN of the newest record it includes,
    * or `wal.nextLsn` once every record it includes is acknowledged. Recovery replays the
    * records after it. `data` is copied before this returns. Writing an LSN that already has a
-   * checkpoint replaces it.
+   * checkpoint replaces it; writing one below existing checkpoints means the log was cut back
+   * (`truncateFrom`), so those newer ones describe discarded history and are deleted first.
    */
   write(lsn: number, data: FileData): Promise<void> {
     let file: Buffer
@@ -107,6 +108,9 @@ export class Checkpoints {
     }
     const run = this.#queue.then(async () => {
       if (this.#dir !== '') await this.directory.createDirAll(this.#dir)
+      // Durably gone before the new one exists: a crash in between must not leave a stale
+      // newer checkpoint for recovery to pick.
+      await this.#deleteDurably((await this.list()).filter((l) => l > lsn).map(fileName))
       await this.directory.atomicWriteDurable(this.#pathOf(fileName(lsn)), file)
       await this.#prune()
     })
@@ -161,9 +165,12 @@ export class Checkpoints {
   async #prune(): Promise<void> {
     const names = await this.directory.listDir(this.#dir)
     const lsns = (await this.list()).reverse()
-    const doomed = [...lsns.slice(this.keep).map(fileName), ...names.filter((n) => isTempName(n, PREFIX))]
-    for (const name of doomed) await this.directory.delete(this.#pathOf(name))
-    if (doomed.length > 0) await this.directory.syncParentDir(this.#pathOf(doomed[0]))
+    await this.#deleteDurably([...lsns.slice(this.keep).map(fileName), ...names.filter((n) => isTempName(n, PREFIX))])
+  }
+
+  async #deleteDurably(names: string[]): Promise<void> {
+    for (const name of names) await this.directory.delete(this.#pathOf(name))
+    if (names.length > 0) await this.directory.syncParentDir(this.#pathOf(names[0]))
   }
 }
 
