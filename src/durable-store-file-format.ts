@@ -1,25 +1,10 @@
 import { SturdyError } from './errors.js'
+import { crc32c } from './native.js'
 
 /** `SDK1`: the first bytes of every key file. */
 const MAGIC = Buffer.from('SDK1', 'latin1')
 /** Magic, CRC-32C of the rest, key length in UTF-16 code units. */
 const HEADER = 12
-
-const CRC_TABLE = (() => {
-  const table = new Uint32Array(256)
-  for (let i = 0; i < 256; i++) {
-    let c = i
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0x82f63b78 ^ (c >>> 1) : c >>> 1
-    table[i] = c >>> 0
-  }
-  return table
-})()
-
-function crc32c(buf: Uint8Array): number {
-  let c = 0xffffffff
-  for (let i = 0; i < buf.length; i++) c = CRC_TABLE[(c ^ buf[i]!) & 0xff]! ^ (c >>> 8)
-  return ~c >>> 0
-}
 
 /**
  * The content of a key file of {@link FileDurableStore}: `SDK1`, the CRC-32C of everything after
