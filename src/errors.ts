@@ -10,6 +10,15 @@
  * - `ERR_NOT_FOUND`: no record (or file) at the given position.
  * - `ERR_INVALID_PATH`: a path would leave its directory's root (`..`, absolute, a drive prefix, NUL).
  * - `ERR_IO`: the operating system reported an error; `errno` holds its number.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await wal.read(lsn)
+ * } catch (e) {
+ *   if (e instanceof SturdyError && e.code === 'ERR_NOT_FOUND') console.log('no record there')
+ * }
+ * ```
  */
 export type ErrorCode =
   | 'ERR_LOCKED'

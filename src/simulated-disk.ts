@@ -3,7 +3,14 @@ import { constants } from 'node:os'
 import { fromNative, invalidArg } from './errors.js'
 import { NativeSimDisk } from './native.js'
 
-/** How a simulated power loss treats writes that were not yet durable. */
+/**
+ * How a simulated power loss treats writes that were not yet durable.
+ *
+ * @example
+ * ```ts
+ * disk.crash({ keep: 'prefix', tear: 1, fill: 'garbage' })
+ * ```
+ */
 export interface CrashPlan {
   /**
    * Which unsynced writes survive, per file: `'none'`, a `'prefix'` of them in order, an
@@ -16,7 +23,14 @@ export interface CrashPlan {
   fill?: 'zeros' | 'garbage' | 'old' | 'any'
 }
 
-/** What the last simulated crash did. */
+/**
+ * What the last simulated crash did.
+ *
+ * @example
+ * ```ts
+ * const { pendingOps, keptOps, torn } = disk.crash()
+ * ```
+ */
 export interface CrashReport {
   /** Writes and truncations that were not durable when the power went. */
   pendingOps: number
@@ -26,7 +40,15 @@ export interface CrashReport {
   torn: boolean
 }
 
-/** An OS error to inject: a name such as `'EIO'` or `'ENOSPC'`, or an errno number. */
+/**
+ * An OS error to inject: a name such as `'EIO'` or `'ENOSPC'`, or an errno number.
+ *
+ * @example
+ * ```ts
+ * disk.failSync(1, 'EIO')
+ * disk.failWrite(3, 'ENOSPC')
+ * ```
+ */
 export type InjectedError = keyof typeof constants.errno | number
 
 function errnoOf(code: InjectedError): number {

@@ -3,10 +3,25 @@ import { NativeWal } from './native.js'
 import { nativeDiskOf, type SimulatedDisk } from './simulated-disk.js'
 import { BufferPool, FRAME_HEADER, Group, lsnAt, lsnsAt } from './group.js'
 
-/** What `append` accepts: bytes, or a string stored as UTF-8. */
+/**
+ * What `append` accepts: bytes, or a string stored as UTF-8.
+ *
+ * @example
+ * ```ts
+ * await wal.append(new Uint8Array([1, 2, 3]))
+ * await wal.append('stored as UTF-8')
+ * ```
+ */
 export type RecordData = Uint8Array | string
 
-/** Options for {@link Wal.open}. */
+/**
+ * Options for {@link Wal.open}.
+ *
+ * @example
+ * ```ts
+ * const wal = await Wal.open('./data/wal', { segmentBytes: 16 << 20, maxRecordBytes: 1 << 20, recovery: 'strict' })
+ * ```
+ */
 export interface WalOptions {
   /**
    * Capacity of each segment file in bytes, header included (default 64 MiB). A log keeps the
@@ -42,13 +57,28 @@ export interface WalOptions {
   disk?: SimulatedDisk
 }
 
-/** One record read back from the log. */
+/**
+ * One record read back from the log.
+ *
+ * @example
+ * ```ts
+ * for await (const { lsn, data } of wal.entries()) console.log(lsn, data.toString())
+ * ```
+ */
 export interface WalEntry {
   lsn: number
   data: Buffer
 }
 
-/** What recovery did when the log was opened. */
+/**
+ * What recovery did when the log was opened.
+ *
+ * @example
+ * ```ts
+ * const wal = await Wal.open('./data/wal', { recovery: 'truncate' })
+ * if (wal.recovery.cutAt !== undefined) console.warn(`dropped ${wal.recovery.droppedBytes} bytes: ${wal.recovery.cutReason}`)
+ * ```
+ */
 export interface RecoveryReport {
   /** Bytes of an interrupted (never acknowledged) write cut from the end. */
   tornBytes: number
