@@ -8,16 +8,35 @@ import { FsDirectory } from './fs-directory.js'
  * An automerge-repo storage key: a path of string segments (`[documentId, 'snapshot', hash]`).
  * Declared here so that sturdy does not depend on automerge-repo (it is the same type as its
  * `StorageKey`).
+ *
+ * @example
+ * ```ts
+ * const key: StorageKey = ['doc-id', 'incremental', 'hash']
+ * ```
  */
 export type StorageKey = string[]
 
-/** A value loaded by {@link SturdyStorageAdapter.loadRange}: automerge-repo's `Chunk`. */
+/**
+ * A value loaded by {@link SturdyStorageAdapter.loadRange}: automerge-repo's `Chunk`.
+ *
+ * @example
+ * ```ts
+ * for (const { key, data } of await adapter.loadRange(['doc-id'])) console.log(key, data?.length)
+ * ```
+ */
 export interface Chunk {
   key: StorageKey
   data: Uint8Array | undefined
 }
 
-/** The store key of a storage key: each segment escaped, then terminated by `/`. */
+/**
+ * The store key of a storage key: each segment escaped, then terminated by `/`.
+ *
+ * @example
+ * ```ts
+ * encodeStorageKey(['a', 'b/c']) // 'a/b%2Fc/'
+ * ```
+ */
 export function encodeStorageKey(key: StorageKey): string {
   if (!Array.isArray(key)) throw invalidArg(`a storage key must be an array of strings, got ${key === null ? 'null' : typeof key}`)
   let out = ''
@@ -30,7 +49,14 @@ export function encodeStorageKey(key: StorageKey): string {
   return out
 }
 
-/** The storage key of a store key made by {@link encodeStorageKey}, or `undefined` if it is not one. */
+/**
+ * The storage key of a store key made by {@link encodeStorageKey}, or `undefined` if it is not one.
+ *
+ * @example
+ * ```ts
+ * decodeStorageKey('a/b%2Fc/') // ['a', 'b/c']
+ * ```
+ */
 export function decodeStorageKey(encoded: string): StorageKey | undefined {
   if (encoded !== '' && !encoded.endsWith('/')) return undefined
   const segments = encoded.split('/')
@@ -99,7 +125,14 @@ class KeyIndex {
   }
 }
 
-/** Options for {@link SturdyStorageAdapter.open} and {@link SturdyStorageAdapter.openLog}. */
+/**
+ * Options for {@link SturdyStorageAdapter.open} and {@link SturdyStorageAdapter.openLog}.
+ *
+ * @example
+ * ```ts
+ * const adapter = await SturdyStorageAdapter.open('./data/automerge', { store: { writeBehindMs: 100 } })
+ * ```
+ */
 export interface SturdyStorageAdapterOptions {
   /** Passed to the store (`durableKeys`, `writeBehindMs`, and the log store's options). */
   store?: LogDurableStoreOptions

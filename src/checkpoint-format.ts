@@ -25,7 +25,15 @@ const VERSION = 1
 /** The largest snapshot a checkpoint holds: it is read and written whole, in one Buffer. */
 export const MAX_SNAPSHOT_BYTES = constants.MAX_LENGTH - CHECKPOINT_HEADER_BYTES
 
-/** A checkpoint read back and verified. */
+/**
+ * A checkpoint read back and verified.
+ *
+ * @example
+ * ```ts
+ * const latest = await cps.latest()
+ * if (latest) console.log(`snapshot covers the log up to LSN ${latest.lsn}: ${latest.data.length} bytes`)
+ * ```
+ */
 export interface Checkpoint {
   /** The log position the snapshot covers (see {@link Checkpoints.write}). */
   lsn: number

@@ -2,7 +2,14 @@ import type { Checkpoints } from './checkpoints.js'
 import type { FileData } from './directory-data.js'
 import type { Wal } from './wal.js'
 
-/** Options for {@link checkpoint}. */
+/**
+ * Options for {@link checkpoint}.
+ *
+ * @example
+ * ```ts
+ * await checkpoint({ wal, checkpoints: cps, lsn: wal.nextLsn, data: snapshot })
+ * ```
+ */
 export interface CheckpointOptions {
   /** The log the snapshot was built from (any object with `truncateBefore`). */
   wal: Pick<Wal, 'truncateBefore'>

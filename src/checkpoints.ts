@@ -7,7 +7,14 @@ import { invalidArg, SturdyError } from './errors.js'
 
 export type { Checkpoint } from './checkpoint-format.js'
 
-/** Options for {@link Checkpoints}. */
+/**
+ * Options for {@link Checkpoints}.
+ *
+ * @example
+ * ```ts
+ * const cps = new Checkpoints(dir, { keep: 3, path: 'checkpoints' })
+ * ```
+ */
 export interface CheckpointsOptions {
   /**
    * How many checkpoints to keep, newest (highest LSN) first (default 2). Keeping more than one
@@ -18,7 +25,15 @@ export interface CheckpointsOptions {
   path?: string
 }
 
-/** A checkpoint that failed verification. */
+/**
+ * A checkpoint that failed verification.
+ *
+ * @example
+ * ```ts
+ * const { damaged } = await findLatest(cps)
+ * for (const d of damaged) console.warn(`checkpoint at ${d.lsn} skipped: ${d.damage}`)
+ * ```
+ */
 export interface DamagedCheckpoint {
   lsn: number
   damage: string

@@ -1,6 +1,14 @@
 import { invalidArg } from './errors.js'
 
-/** What a Directory writes: bytes, or a string stored as UTF-8. */
+/**
+ * What a Directory writes: bytes, or a string stored as UTF-8.
+ *
+ * @example
+ * ```ts
+ * await dir.atomicWriteDurable('a.bin', new Uint8Array([1, 2]))
+ * await dir.atomicWriteDurable('b.txt', 'text')
+ * ```
+ */
 export type FileData = Uint8Array | string
 
 /**

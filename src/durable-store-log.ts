@@ -6,7 +6,14 @@ import { FRAME_HEADER } from './group.js'
 import type { SimulatedDisk } from './simulated-disk.js'
 import { Wal } from './wal.js'
 
-/** Options for {@link LogDurableStore.open}. */
+/**
+ * Options for {@link LogDurableStore.open}.
+ *
+ * @example
+ * ```ts
+ * const store = await LogDurableStore.open('./data/crdt-log', { segmentBytes: 8 << 20, durableKeys: ['doc:*'] })
+ * ```
+ */
 export interface LogDurableStoreOptions extends DurableStoreOptions {
   /** Segment size of the log (default 16 MiB); whole segments are what compaction frees. */
   segmentBytes?: number

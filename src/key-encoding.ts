@@ -6,6 +6,11 @@ import { invalidArg } from './errors.js'
  * Longest file name {@link encodeKey} produces, in characters (all ASCII). Well under the
  * 255-byte name limit of ext4, APFS, NTFS and friends, leaving room for the `.tmp-…` suffix of
  * an atomic write.
+ *
+ * @example
+ * ```ts
+ * encodeKey('x'.repeat(1000)).length <= MAX_ENCODED_NAME // true: long keys are hashed
+ * ```
  */
 export const MAX_ENCODED_NAME = 200
 

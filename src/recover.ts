@@ -2,7 +2,14 @@ import { findLatest, type Checkpoints, type DamagedCheckpoint } from './checkpoi
 import { invalidArg, SturdyError } from './errors.js'
 import type { Wal, WalEntry } from './wal.js'
 
-/** Options for {@link recover}. */
+/**
+ * Options for {@link recover}.
+ *
+ * @example
+ * ```ts
+ * const { state, lsn } = await recover({ wal, checkpoints: cps, init: (snapshot) => (snapshot ? decode(snapshot) : new Map()), apply: (state, { data }) => applyRecord(state, data) })
+ * ```
+ */
 export interface RecoverOptions<S> {
   /** The log to replay (any object with `entries` and `nextLsn`). */
   wal: Pick<Wal, 'entries' | 'nextLsn'>
@@ -17,7 +24,15 @@ export interface RecoverOptions<S> {
   apply: (state: S, entry: WalEntry) => S | void | Promise<S | void>
 }
 
-/** What {@link recover} rebuilt. */
+/**
+ * What {@link recover} rebuilt.
+ *
+ * @example
+ * ```ts
+ * const { state, lsn } = await recover({ wal, checkpoints: cps, init, apply })
+ * console.log(`recovered up to LSN ${lsn}`)
+ * ```
+ */
 export interface Recovered<S> {
   state: S
   /**
