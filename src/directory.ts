@@ -3,7 +3,14 @@ import type { FlushPolicy } from './flush-policy.js'
 
 export type { FileData } from './directory-data.js'
 
-/** Options for the writers of {@link Directory.createFile} and {@link Directory.appendFile}. */
+/**
+ * Options for the writers of {@link Directory.createFile} and {@link Directory.appendFile}.
+ *
+ * @example
+ * ```ts
+ * const log = await dir.appendFile('events.log', { flushPolicy: { everyN: 100 } })
+ * ```
+ */
 export interface WriterOptions {
   /** When appends are made durable (default `'per-append'`). */
   flushPolicy?: FlushPolicy
