@@ -179,3 +179,21 @@ test('bench runs a short group-commit vs naive comparison and cleans up', (t) =>
   for (const x of j.runs) t.true(x.records > 0)
   t.deepEqual(fs.readdirSync(dir), [], 'the temporary log is removed')
 })
+
+test('inspect and verify open read-only: the log is left byte for byte, torn tail included', async (t) => {
+  const dir = tmpDir(t)
+  const wal = await Wal.open(dir, { ...SMALL, preallocate: false })
+  for (let i = 0; i < 30; i++) await wal.append(`record ${i}`)
+  await wal.close()
+  // A torn tail: garbage after the last record.
+  const last = segments(dir).at(-1)
+  fs.appendFileSync(last.path, Buffer.alloc(50, 0xab))
+  const snapshot = () => fs.readdirSync(dir).sort().map((f) => [f, fs.readFileSync(path.join(dir, f)).toString('base64')])
+  const before = snapshot()
+  for (const command of ['inspect', 'verify']) {
+    const r = cli(command, dir, '--json')
+    t.is(r.code, 0, `${command}: ${r.stderr}`)
+  }
+  t.regex(cli('inspect', dir).stdout, /50 bytes of an unacknowledged \(torn\) write/)
+  t.deepEqual(snapshot(), before)
+})

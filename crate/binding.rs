@@ -45,6 +45,7 @@ pub struct NativeOptions {
     /// `"strict"` (default) or `"truncate"`.
     pub recovery: Option<String>,
     pub preallocate: Option<bool>,
+    pub read_only: Option<bool>,
 }
 
 impl NativeOptions {
@@ -64,6 +65,7 @@ impl NativeOptions {
             Some(other) => return Err(WalError::invalid(format!("recovery must be 'strict' or 'truncate', got '{other}'"))),
         };
         o.preallocate = self.preallocate.unwrap_or(o.preallocate);
+        o.read_only = self.read_only.unwrap_or(false);
         o.validate()?;
         Ok(o)
     }

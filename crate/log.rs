@@ -26,6 +26,9 @@ pub struct Options {
     pub recovery: RecoveryMode,
     /// Keep a zero-filled region ahead of the write position (see `Options::prealloc_step`).
     pub preallocate: bool,
+    /// Open without writing anything: a shared lock, damage (a torn tail too) reported but left
+    /// in place, appends refused.
+    pub read_only: bool,
 }
 
 impl Default for Options {
@@ -37,6 +40,7 @@ impl Default for Options {
             // Measured on Linux/ext4: fdatasync after overwriting zero-filled space is about
             // twice as fast as after appending, which must also journal the new file size.
             preallocate: true,
+            read_only: false,
         }
     }
 }
@@ -106,7 +110,7 @@ fn not_found(lsn: u64, why: &str) -> WalError {
 impl Log {
     pub fn open(store: Arc<dyn Store>, opts: Options) -> Result<Arc<Log>> {
         opts.validate()?;
-        let (state, report) = recover(store.as_ref(), opts.segment_bytes, opts.prealloc_step(), opts.recovery)?;
+        let (state, report) = recover(store.as_ref(), opts.segment_bytes, opts.prealloc_step(), opts.recovery, opts.read_only)?;
         Ok(Arc::new(Log {
             store,
             opts,

@@ -38,11 +38,23 @@ pub fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Take the exclusive advisory lock that keeps a second process (or a second open in this
-/// process) off the log directory. Held for as long as the returned file lives.
-pub fn lock_dir(dir: &Path) -> io::Result<Option<File>> {
-    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join("LOCK"))?;
-    match file.try_lock() {
+/// Take the advisory lock on a log directory: exclusive for a writer (keeping a second process,
+/// or a second open in this process, off it), shared for read-only opens. Held for as long as
+/// the returned file lives; `Ok(None)` when someone else holds a conflicting lock.
+pub fn lock_dir(dir: &Path, shared: bool) -> io::Result<Option<File>> {
+    let path = dir.join("LOCK");
+    let file = if shared {
+        // A reader writes nothing: without a LOCK file no writer has ever held this log open.
+        match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Some(File::open(dir)?)),
+            Err(e) => return Err(e),
+        }
+    } else {
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?
+    };
+    let locked = if shared { file.try_lock_shared() } else { file.try_lock() };
+    match locked {
         Ok(()) => Ok(Some(file)),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => Err(e),

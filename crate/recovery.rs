@@ -148,12 +148,15 @@ fn examine_tail(reader: &mut SegmentReader, base: u64, from: u64) -> Result<(boo
 
 /// Scan the store and bring it to a consistent state: the returned state describes exactly the
 /// valid log, and the store holds nothing beyond it.
-pub fn recover(store: &dyn Store, new_capacity: u64, prealloc_step: u64, mode: RecoveryMode) -> Result<(State, RecoveryReport)> {
+pub fn recover(store: &dyn Store, new_capacity: u64, prealloc_step: u64, mode: RecoveryMode, read_only: bool) -> Result<(State, RecoveryReport)> {
     let prealloc = prealloc_step > 0;
     let prealloc_len = prealloc_step;
     let mut report = RecoveryReport::default();
     let bases = store.list()?;
     if bases.is_empty() {
+        if read_only {
+            return Err(WalError::new(crate::error::Code::NotFound, "no log here: the directory holds no segment files"));
+        }
         let header = crate::segment::encode_header(0, new_capacity);
         store.create(0, &header, prealloc_len)?;
         let mut state = State::default();
@@ -251,6 +254,9 @@ pub fn recover(store: &dyn Store, new_capacity: u64, prealloc_step: u64, mode: R
         keep -= 1;
         cut = scans[keep - 1].end;
     }
+    if keep == 0 && read_only {
+        return Err(WalError::new(crate::error::Code::Corrupt, report.cut_reason.unwrap_or_default()));
+    }
     if keep == 0 {
         // The first segment itself is unreadable: in truncate mode nothing survives. Start an
         // empty log at the same base so LSNs keep growing.
@@ -279,7 +285,9 @@ pub fn recover(store: &dyn Store, new_capacity: u64, prealloc_step: u64, mode: R
             let extent = if prealloc { s.tail_extent } else { len };
             report.torn_bytes += extent.saturating_sub(SEGMENT_HEADER as u64);
         }
-        store.remove(base)?;
+        if !read_only {
+            store.remove(base)?;
+        }
     }
     let last = &mut scans[keep - 1];
     // Zero-filled space is kept when segments are preallocated: it is not a torn write.
@@ -292,9 +300,11 @@ pub fn recover(store: &dyn Store, new_capacity: u64, prealloc_step: u64, mode: R
         } else {
             report.torn_bytes += extent - cut;
         }
-        store.truncate(last.base, cut)?;
-        store.sync(last.base)?;
-        if prealloc {
+        if !read_only {
+            store.truncate(last.base, cut)?;
+            store.sync(last.base)?;
+        }
+        if prealloc && !read_only {
             // Only after the cut is durable (see the committer's truncate_from).
             store.zero_fill(last.base, cut, (cut + prealloc_step).min(last.capacity))?;
             store.sync(last.base)?;

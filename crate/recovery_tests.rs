@@ -298,3 +298,41 @@ fn a_failing_store_poisons_the_log() {
     assert_eq!(wal.log.read(ok).unwrap(), b"before");
     assert_eq!(wal.log.bounds().1, ok + FRAME_HEADER as u64 + 6);
 }
+
+#[test]
+fn read_only_opens_report_damage_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = || Options { preallocate: false, ..opts(4096) };
+    let records = payloads(40, 11);
+    let wal = Wal::open_dir(dir.path(), o()).unwrap();
+    let refs: Vec<&[u8]> = records.iter().map(|r| r.as_slice()).collect();
+    let lsns = wal.append_batch(&refs).unwrap();
+    wal.close().unwrap();
+    drop(wal);
+    // A torn tail: garbage after the last record of the last segment.
+    let last = *lsns.last().unwrap();
+    let seg = dir.path().join(crate::segment::file_name(last - last % 4096));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes.extend_from_slice(&[0xAB; 100]);
+    std::fs::write(&seg, &bytes).unwrap();
+    let files_before: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+
+    let ro = Options { read_only: true, ..o() };
+    let a = Wal::open_dir(dir.path(), ro.clone()).unwrap();
+    let b = Wal::open_dir(dir.path(), ro.clone()).unwrap(); // readers share the lock
+    assert_eq!(a.log.report.torn_bytes, 100);
+    assert_eq!(a.records(0).unwrap(), expected(&records, &lsns));
+    assert_eq!(a.append(b"no").unwrap_err().code, Code::InvalidArg);
+    assert_eq!(Wal::open_dir(dir.path(), o()).err().unwrap().code, Code::Locked); // no writer meanwhile
+    a.close().unwrap();
+    b.close().unwrap();
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes, "the torn tail is left in place");
+    let files_after: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(files_before.len(), files_after.len(), "no segment prepared or removed");
+    // A writer locks readers out, and a missing directory is not created.
+    let w = Wal::open_dir(dir.path(), o()).unwrap();
+    assert_eq!(Wal::open_dir(dir.path(), ro.clone()).err().unwrap().code, Code::Locked);
+    drop(w);
+    assert_eq!(Wal::open_dir(&dir.path().join("missing"), ro).err().unwrap().code, Code::NotFound);
+    assert!(!dir.path().join("missing").exists());
+}

@@ -55,11 +55,16 @@ pub struct FileStore {
     dir: PathBuf,
     files: RwLock<BTreeMap<u64, Arc<File>>>,
     lock: Mutex<Option<File>>,
+    read_only: bool,
 }
 
 impl FileStore {
-    /// Open (creating if needed) the log directory and take its lock.
-    pub fn open(dir: &Path) -> Result<FileStore> {
+    /// Open (creating if needed) the log directory and take its lock; read-only opens take a
+    /// shared lock and change nothing.
+    pub fn open(dir: &Path, read_only: bool) -> Result<FileStore> {
+        if read_only && !dir.is_dir() {
+            return Err(WalError::new(Code::NotFound, format!("{}: no log directory there", dir.display())));
+        }
         if !dir.exists() {
             // Every directory created here must have a durable entry in its parent.
             let missing: Vec<&Path> = dir.ancestors().take_while(|a| !a.as_os_str().is_empty() && !a.exists()).collect();
@@ -71,7 +76,7 @@ impl FileStore {
         } else if !dir.is_dir() {
             return Err(WalError::invalid(format!("{} is not a directory", dir.display())));
         }
-        let lock = match platform::lock_dir(dir).map_err(|e| WalError::io("locking the log directory", e))? {
+        let lock = match platform::lock_dir(dir, read_only).map_err(|e| WalError::io("locking the log directory", e))? {
             Some(lock) => lock,
             None => {
                 return Err(WalError::new(
@@ -80,8 +85,10 @@ impl FileStore {
                 ))
             }
         };
-        let store = FileStore { dir: dir.to_path_buf(), files: RwLock::new(BTreeMap::new()), lock: Mutex::new(Some(lock)) };
-        store.remove_leftovers()?;
+        let store = FileStore { dir: dir.to_path_buf(), files: RwLock::new(BTreeMap::new()), lock: Mutex::new(Some(lock)), read_only };
+        if !read_only {
+            store.remove_leftovers()?;
+        }
         Ok(store)
     }
 
@@ -115,7 +122,7 @@ impl FileStore {
         let path = self.dir.join(file_name(base));
         let file = OpenOptions::new()
             .read(true)
-            .write(true)
+            .write(!self.read_only)
             .open(&path)
             .map_err(|e| WalError::io(&format!("opening segment {}", file_name(base)), e))?;
         let file = Arc::new(file);

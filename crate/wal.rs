@@ -22,14 +22,16 @@ fn closed() -> WalError {
 
 impl Wal {
     pub fn open(store: Arc<dyn Store>, opts: Options) -> Result<Wal> {
+        let read_only = opts.read_only;
         let log = Log::open(store, opts)?;
-        let (tx, _thread) = committer::spawn(log.clone())?;
-        Ok(Wal { log, tx: Mutex::new(Some(tx)) })
+        // A read-only log has no writer: no committer, nothing prepared ahead.
+        let tx = if read_only { None } else { Some(committer::spawn(log.clone())?.0) };
+        Ok(Wal { log, tx: Mutex::new(tx) })
     }
 
     pub fn open_dir(dir: &Path, opts: Options) -> Result<Wal> {
         opts.validate()?;
-        Wal::open(Arc::new(FileStore::open(dir)?), opts)
+        Wal::open(Arc::new(FileStore::open(dir, opts.read_only)?), opts)
     }
 
     /// Queue a command for the committer.
@@ -37,6 +39,10 @@ impl Wal {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         match tx.as_ref() {
             Some(tx) => tx.send(cmd).map_err(|_| closed()),
+            None if self.log.opts.read_only => {
+                self.log.check_open()?;
+                Err(WalError::invalid("the log is open read-only"))
+            }
             None => Err(closed()),
         }
     }
@@ -89,7 +95,12 @@ impl Wal {
                     done(Ok(()));
                 }
             }
-            None => done(Ok(())),
+            None => {
+                // No committer to stop (read-only, or closed already): release the store here.
+                self.log.mark_closed();
+                self.log.store.close();
+                done(Ok(()))
+            }
         }
     }
 

@@ -51,6 +51,13 @@ export interface WalOptions {
    */
   maxPendingBytes?: number
   /**
+   * Open without writing anything (default false): a shared lock (other readers may open it, a
+   * writer may not), no segment prepared, and damage — a torn tail included — reported in
+   * {@link Wal.recovery} or as `ERR_CORRUPT` but left in place. Appends and truncations reject
+   * with `ERR_INVALID_ARG`. For inspection tools and backups.
+   */
+  readOnly?: boolean
+  /**
    * Open the log on a {@link SimulatedDisk} (from `sturdy/testing`) instead of the file system;
    * `dir` is then the log's name on that disk.
    */
@@ -101,7 +108,7 @@ function checkLsn(name: string, lsn: unknown): number {
 
 function nativeOptions(options: WalOptions): Record<string, unknown> {
   if (options === null || typeof options !== 'object') throw invalidArg('options must be an object')
-  const { segmentBytes, maxRecordBytes, recovery, preallocate, maxPendingBytes } = options
+  const { segmentBytes, maxRecordBytes, recovery, preallocate, maxPendingBytes, readOnly } = options
   for (const [k, v] of Object.entries({ segmentBytes, maxRecordBytes, maxPendingBytes })) {
     if (v !== undefined && (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)) {
       throw invalidArg(`${k} must be a positive integer`)
@@ -111,7 +118,8 @@ function nativeOptions(options: WalOptions): Record<string, unknown> {
     throw invalidArg(`recovery must be 'strict' or 'truncate'`)
   }
   if (preallocate !== undefined && typeof preallocate !== 'boolean') throw invalidArg('preallocate must be a boolean')
-  return { segmentBytes, maxRecordBytes, recovery, preallocate }
+  if (readOnly !== undefined && typeof readOnly !== 'boolean') throw invalidArg('readOnly must be a boolean')
+  return { segmentBytes, maxRecordBytes, recovery, preallocate, readOnly }
 }
 
 function checkDir(dir: unknown): string {

@@ -83,7 +83,7 @@ export function formatInspect(r: InspectReport): string {
       ['segments', `${r.segments.length} (${formatBytes(r.diskBytes)} on disk)`],
       ['LSN range', r.records === 0 ? `empty (next LSN ${r.nextLsn})` : `${r.firstLsn} .. ${r.nextLsn} (first record .. next append)`],
       ['records', `${r.records} (${formatBytes(r.payloadBytes)} of payload)`],
-      ...(r.recovery.tornBytes > 0 ? [['open', `cut ${r.recovery.tornBytes} bytes of zeroed or unacknowledged space after the last record`]] : []),
+      ...(r.recovery.tornBytes > 0 ? [['open', `${r.recovery.tornBytes} bytes of an unacknowledged (torn) write after the last record, left in place (a writer's open cuts them)`]] : []),
     ]),
     '',
     table(

@@ -9,8 +9,6 @@ import { CliError, EXIT } from './args.js'
 
 const SEGMENT_NAME = /^\d{20}\.wal(\.tmp)?$/
 const HEADER_BYTES = 64
-/** Bytes a segment needs besides one record's payload (segment header, commit marker, frame header). */
-const SEGMENT_OVERHEAD = 96
 
 /** One segment file as found on disk, with what its header says. */
 export interface SegmentFile {
@@ -93,26 +91,17 @@ export function cliErrorFor(dir: string, e: unknown): unknown {
 }
 
 /**
- * Open the existing log in `dir` with strict recovery (every checksum is checked on open) and
- * without preallocating new segments. Opening takes the log's lock and, like any open, cuts the
- * torn tail of an unacknowledged write.
+ * Open the existing log in `dir` read-only with strict recovery: every checksum is checked, a
+ * shared lock keeps writers out meanwhile, and nothing is written — a torn tail is reported in
+ * `wal.recovery`, not cut.
  */
 export function openExistingLog(command: string, dir: string): { wal: Wal; segments: SegmentFile[] } {
   const before = checkLogDir(command, dir)
-  // Keep the log's own segment size (a new segment the open prepares matches the others) and
-  // accept the largest record that size allows, whatever the writer's maxRecordBytes was.
-  const sealed = before.filter((s) => !s.prepared && s.capacityBytes !== null && s.capacityBytes > SEGMENT_OVERHEAD)
-  const capacity = sealed.length > 0 ? sealed[sealed.length - 1].capacityBytes! : undefined
   let wal: Wal
   try {
-    wal = Wal.openSync(dir, {
-      recovery: 'strict',
-      preallocate: false,
-      ...(capacity !== undefined ? { segmentBytes: capacity, maxRecordBytes: capacity - SEGMENT_OVERHEAD } : {}),
-    })
+    wal = Wal.openSync(dir, { recovery: 'strict', readOnly: true })
   } catch (e) {
     throw cliErrorFor(dir, e)
   }
-  // List again: recovery may have removed or trimmed files.
-  return { wal, segments: segmentFiles(dir) }
+  return { wal, segments: before }
 }

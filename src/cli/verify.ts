@@ -12,8 +12,9 @@ commit markers are checked) and read every record back through the library, veri
 record's CRC32C. On damage, print the segment file and byte offset and exit 1. A progress bar
 is drawn on a terminal (stderr).
 
-Opening takes the log's lock: a log another process has open reports "locked" (run on a copy).
-Like any open, it cuts the torn tail of a write that was never acknowledged.
+The log is opened read-only: nothing is written, and a torn tail of a write that was never
+acknowledged is reported, not cut. A shared lock keeps writers out meanwhile, so a log another
+process has open for writing reports "locked" (run on a copy).
 
 Options:
   --json          print the result as one JSON object on stdout
