@@ -47,9 +47,8 @@ struct Scan {
     has_frames: bool,
     /// A valid marker lies beyond `end`: what stopped the scan is damage, not a torn write.
     marker_after_end: bool,
-    /// Everything beyond `end` is zero (preallocated space, or nothing at all).
-    zero_tail: bool,
-    /// Just past the last non-zero byte beyond `end` (at least `end`).
+    /// Just past the last non-zero byte beyond `end`; equal to `end` when all of it is zero
+    /// (preallocated space, or nothing at all).
     tail_extent: u64,
     sparse: Vec<u64>,
     records: u64,
@@ -70,7 +69,6 @@ fn scan(store: &dyn Store, base: u64, capacity: u64) -> Result<Scan> {
         first_prev_end: None,
         has_frames: false,
         marker_after_end: false,
-        zero_tail: true,
         tail_extent: 0,
         sparse: vec![SEGMENT_HEADER as u64],
         records: 0,
@@ -113,7 +111,6 @@ fn scan(store: &dyn Store, base: u64, capacity: u64) -> Result<Scan> {
     s.tail_extent = s.end;
     if s.end < file_len {
         (s.marker_after_end, s.tail_extent) = examine_tail(&mut reader, base, s.end)?;
-        s.zero_tail = s.tail_extent == s.end;
     }
     Ok(s)
 }
@@ -291,7 +288,7 @@ pub fn recover(store: &dyn Store, new_capacity: u64, prealloc_step: u64, mode: R
     }
     let last = &mut scans[keep - 1];
     // Zero-filled space is kept when segments are preallocated: it is not a torn write.
-    let zero_beyond = prealloc && cut == last.end && last.zero_tail;
+    let zero_beyond = prealloc && cut == last.end && last.tail_extent == last.end;
     if last.file_len > cut && !zero_beyond {
         // Count what was written there, not the zero-filled space around it.
         let extent = if prealloc && cut == last.end { last.tail_extent } else { last.file_len };

@@ -34,20 +34,25 @@ pub trait Store: Send + Sync {
     fn close(&self) {}
     /// Write zeros over `[from, to)` of segment `base` (not yet durable: call `sync`).
     fn zero_fill(&self, base: u64, from: u64, to: u64) -> Result<()> {
-        let zeros = vec![0u8; 1 << 20];
-        let mut at = from;
-        while at < to {
-            let n = (to - at).min(zeros.len() as u64) as usize;
-            self.write_at(base, at, &[&zeros[..n]])?;
-            at += n as u64;
-        }
-        Ok(())
+        write_zeros(from, to, |at, zeros| self.write_at(base, at, &[zeros]))
     }
     /// Whether the next segment may be created on a background thread. A simulated disk says
     /// no, so that its operations happen in one deterministic order and a seed replays exactly.
     fn prepares_in_background(&self) -> bool {
         true
     }
+}
+
+/// Write zeros over `[from, to)` in 1 MiB pieces through `write(at, zeros)`.
+fn write_zeros(from: u64, to: u64, mut write: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(zeros.len() as u64) as usize;
+        write(at, &zeros[..n])?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// Segment files in a directory, guarded by an advisory lock.
@@ -160,13 +165,9 @@ impl Store for FileStore {
             .map_err(|e| seg_err("creating", base, e))?;
         platform::pwritev_all(&file, 0, &[header]).map_err(|e| seg_err("writing the header of", base, e))?;
         // Zero-filled space, unlike fallocate'd space, needs no metadata update when written.
-        let zeros = vec![0u8; 1 << 20];
-        let mut at = header.len() as u64;
-        while at < prealloc {
-            let n = (prealloc - at).min(zeros.len() as u64) as usize;
-            platform::pwritev_all(&file, at, &[&zeros[..n]]).map_err(|e| seg_err("preallocating", base, e))?;
-            at += n as u64;
-        }
+        write_zeros(header.len() as u64, prealloc, |at, zeros| {
+            platform::pwritev_all(&file, at, &[zeros]).map_err(|e| seg_err("preallocating", base, e))
+        })?;
         platform::durable_sync(&file).map_err(|e| seg_err("syncing new", base, e))?;
         fs::rename(&tmp, self.dir.join(&name)).map_err(|e| seg_err("naming new", base, e))?;
         self.sync_dir()?;
