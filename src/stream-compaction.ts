@@ -1,0 +1,100 @@
+// Reclaiming space in the stream store. A shard's WAL only frees whole segments from its front,
+// and streams share segments, so compaction copies the live state forward — a snapshot of each
+// stream's metadata and writer state, then its data chunks from below the cut — and then drops
+// every segment below the cut. Retention trims old chunks off streams first, so less is live.
+
+import type { Wal } from './wal.js'
+import type { Stream } from './stream-state.js'
+import { dropBelow } from './stream-replay.js'
+import { dataStart, MOVE, RETAIN, SNAPSHOT, type StreamRecord } from './stream-record.js'
+
+/** When compaction rewrites a shard. */
+export interface CompactionOptions {
+  /** Only once the shard's log holds this many bytes. Default 256 MiB. */
+  minLogBytes?: number
+  /** …and its garbage is at least this multiple of its live data. Default 1. */
+  garbageRatio?: number
+}
+
+type Write = (s: Stream, record: StreamRecord, apply: (lsn: number) => void) => Promise<void>
+
+/** Moved bytes in flight before compaction waits for them (bounds its memory). */
+const MOVE_WINDOW = 8 << 20
+
+/** Compact one shard if it is worth it (or `force`). */
+export async function compactShard(
+  wal: Wal,
+  streams: readonly Stream[],
+  options: CompactionOptions & { force: boolean; write: Write },
+): Promise<void> {
+  const logBytes = wal.nextLsn - wal.firstLsn
+  let live = 0
+  for (const s of streams) if (s.deleted !== 'hard' && s.positions.length > 0) live += s.tail - s.positions[0]!
+  const worth = logBytes >= (options.minLogBytes ?? 256 << 20) && logBytes - live >= (options.garbageRatio ?? 1) * live
+  if (!options.force && !worth) return
+  // Every record below the cut is durable; each stream's is applied once its commit settles.
+  const cut = wal.nextLsn
+  let inFlight: Promise<void>[] = []
+  let bytes = 0
+  for (const s of streams) {
+    await s.commit
+    if (s.deleted === 'hard') continue
+    inFlight.push(options.write(s, { kind: SNAPSHOT, header: snapshotOf(s), data: Buffer.alloc(0) }, () => {}))
+    const moves = s.positions.map((at, i) => ({ at, lsn: s.lsns[i]!, time: s.times[i]! })).filter((c) => c.lsn < cut)
+    for (const { at, lsn, time } of moves) {
+      const record = wal.readSync(lsn)
+      const data = record.subarray(dataStart(record))
+      inFlight.push(
+        options.write(s, { kind: MOVE, header: { uid: s.uid, at, time }, data }, (moved) => {
+          const i = s.chunkAt(at)
+          if (i >= 0 && s.positions[i] === at) s.lsns[i] = moved
+        }),
+      )
+      bytes += data.length
+      if (bytes >= MOVE_WINDOW) {
+        await Promise.all(inFlight)
+        inFlight = []
+        bytes = 0
+      }
+    }
+  }
+  await Promise.all(inFlight)
+  await wal.truncateBefore(cut)
+}
+
+/** The record that restores `s` (as accepted so far) once its creation is compacted away. */
+function snapshotOf(s: Stream) {
+  return {
+    uid: s.uid,
+    name: s.name,
+    time: Date.now(),
+    ...s.config,
+    closed: s.acceptedClosed,
+    start: s.start,
+    tail: s.acceptedTail,
+    ...(s.seq !== undefined ? { seq: s.seq } : {}),
+    producers: Object.fromEntries(s.producers),
+    ...(s.closedBy !== undefined ? { closedBy: s.closedBy } : {}),
+    ...(s.deleted === 'soft' ? { deleted: true } : {}),
+  }
+}
+
+/**
+ * Apply a retention policy to `s`: drop whole chunks older than `maxAgeMs` or outside the newest
+ * `maxBytes`. Streams with forks keep everything (a fork may read any of it).
+ */
+export function retainStream(
+  s: Stream,
+  policy: { maxAgeMs?: number; maxBytes?: number },
+  now: number,
+  write: (r: StreamRecord, apply: () => void) => void,
+): void {
+  if (s.forks > 0 || s.positions.length === 0) return
+  let first = 0
+  const n = s.positions.length
+  if (policy.maxBytes !== undefined) while (first < n && s.chunkEnd(first) <= s.tail - policy.maxBytes) first++
+  if (policy.maxAgeMs !== undefined) while (first < n && s.times[first]! < now - policy.maxAgeMs) first++
+  const start = first < n ? s.positions[first]! : s.tail
+  if (start <= s.start) return
+  write({ kind: RETAIN, header: { uid: s.uid, start }, data: Buffer.alloc(0) }, () => dropBelow(s, start))
+}

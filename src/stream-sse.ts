@@ -1,0 +1,95 @@
+// Live reads as Server-Sent Events: a `data` event per chunk read (base64 for binary streams),
+// each followed by a `control` event with the next offset; then wait for more. The response ends
+// when the stream closes, is deleted, the client goes, or after `maxMs` (clients reconnect).
+
+import type { ServerResponse } from 'node:http'
+import type { StreamStore } from './stream-store.js'
+import type { ReadQuery } from './stream-headers.js'
+import { nextCursor } from './stream-cursor.js'
+import { jsonArray } from './stream-json.js'
+import { parsePosition } from './stream-offset.js'
+import { mediaTypeOf } from './stream-state.js'
+
+const LINE_BREAK = /\r\n|\r|\n/
+
+/** Serve `GET ?live=sse` on stream `name`. Errors before the first byte propagate (404, 410, 400). */
+export async function serveSse(
+  store: StreamStore,
+  name: string,
+  query: ReadQuery,
+  res: ServerResponse,
+  options: { maxMs: number; closing: AbortSignal },
+): Promise<void> {
+  let position = store.position(name, query.offset)
+  const info = await store.head(name)
+  const type = mediaTypeOf(info.contentType)
+  const base64 = !(type.startsWith('text/') || type === 'application/json')
+  const headers: Record<string, string> = { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' }
+  if (base64) headers['Stream-SSE-Data-Encoding'] = 'base64'
+  res.writeHead(200, headers)
+  res.flushHeaders()
+
+  const abort = new AbortController()
+  const stop = () => abort.abort()
+  const timer = setTimeout(stop, options.maxMs)
+  res.on('close', stop)
+  options.closing.addEventListener('abort', stop)
+  let cursor = query.cursor
+  try {
+    for (let first = true; !abort.signal.aborted; first = false) {
+      let r
+      try {
+        r = await store.read(name, { kind: 'position', position })
+      } catch {
+        break // deleted or expired meanwhile: end the response
+      }
+      if (r.data.length > 0) {
+        await send(res, dataEvent(r.json ? jsonArray(r.data) : r.data, base64))
+        position = parsePosition(r.nextOffset)
+      }
+      if (r.data.length > 0 || first || r.closed) {
+        const control: Record<string, unknown> = { streamNextOffset: r.nextOffset }
+        if (!r.closed) control.streamCursor = cursor = nextCursor(cursor)
+        if (r.upToDate) control.upToDate = true
+        if (r.closed) control.streamClosed = true
+        await send(res, `event: control\ndata:${JSON.stringify(control)}\n\n`)
+      }
+      if (r.closed) break
+      if (!r.upToDate) continue
+      try {
+        await store.wait(name, position, options.maxMs, abort.signal)
+      } catch {
+        break
+      }
+    }
+  } finally {
+    clearTimeout(timer)
+    res.off('close', stop)
+    options.closing.removeEventListener('abort', stop)
+    res.end()
+  }
+}
+
+/** One SSE `data` event; every line of the payload gets its own `data:` field. */
+function dataEvent(payload: Buffer, base64: boolean): string {
+  const text = base64 ? payload.toString('base64') : payload.toString('utf8')
+  const lines = base64 ? [text] : text.split(LINE_BREAK)
+  let out = 'event: data\n'
+  for (const line of lines) out += `data:${line}\n`
+  return out + '\n'
+}
+
+/** Write, waiting for the socket to drain when its buffer is full. */
+function send(res: ServerResponse, text: string): Promise<void> {
+  if (res.destroyed) return Promise.resolve()
+  if (res.write(text)) return Promise.resolve()
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done)
+      res.off('close', done)
+      resolve()
+    }
+    res.on('drain', done)
+    res.on('close', done)
+  })
+}

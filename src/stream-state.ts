@@ -1,0 +1,100 @@
+// One stream in memory: its configuration, the writer state appends are checked against, the
+// durable state readers see, and an index from positions to the WAL records holding its data.
+
+import type { ProducerState, ProducerTuple, StreamConfig } from './stream-record.js'
+import { isJsonType } from './stream-json.js'
+
+/** `text/plain; charset=utf-8` → `text/plain`: what content types are compared by. */
+export function mediaTypeOf(contentType: string): string {
+  return contentType.split(';', 1)[0]!.trim().toLowerCase()
+}
+
+/** A stream's state. Fields named `accepted…` include writes not yet durable. */
+export class Stream {
+  readonly uid: string
+  readonly name: string
+  readonly shard: number
+  readonly config: StreamConfig
+  readonly mediaType: string
+  readonly json: boolean
+  /** Absolute expiry in ms since the epoch, if the stream has one. */
+  readonly expiresAtMs: number | undefined
+  /** The fork source (resolved after recovery), and where this stream's own data begins. */
+  source: Stream | undefined
+  readonly base: number
+
+  /** Durable state, what readers see. */
+  tail: number
+  closed = false
+  /** False until the record creating the stream is durable. */
+  durable = false
+  /** Positions below this were dropped by retention. */
+  start: number
+
+  /** Writer state, including accepted writes that are not durable yet. */
+  acceptedTail: number
+  acceptedClosed = false
+  seq: string | undefined
+  readonly producers = new Map<string, ProducerState>()
+  closedBy: ProducerTuple | undefined
+
+  /** Live forks reading from this stream; it is only soft-deleted while there are any. */
+  forks = 0
+  /** `soft`: deleted but kept for its forks (410 Gone); `hard`: gone. */
+  deleted: 'no' | 'soft' | 'hard' = 'no'
+  lastAccess: number
+
+  /** Own data: chunk i starts at `positions[i]`, is the data of the record at `lsns[i]`, written at `times[i]`. */
+  positions: number[] = []
+  lsns: number[] = []
+  times: number[] = []
+
+  /** Settles after the last accepted write is durable (and applied). */
+  commit: Promise<unknown> = Promise.resolve()
+  /** Called when the durable tail moves, the stream closes or it is deleted. */
+  readonly waiters = new Set<() => void>()
+
+  constructor(uid: string, name: string, shard: number, config: StreamConfig, time: number) {
+    this.uid = uid
+    this.name = name
+    this.shard = shard
+    this.config = config
+    this.mediaType = mediaTypeOf(config.type)
+    this.json = isJsonType(this.mediaType)
+    this.expiresAtMs = config.expiresAt === undefined ? undefined : Date.parse(config.expiresAt)
+    this.base = config.fork?.at ?? 0
+    this.tail = this.acceptedTail = this.start = this.base
+    this.lastAccess = time
+  }
+
+  /** True once the stream's TTL or absolute expiry has passed. */
+  expired(now: number): boolean {
+    if (this.expiresAtMs !== undefined && now >= this.expiresAtMs) return true
+    return this.config.ttl !== undefined && now >= this.lastAccess + this.config.ttl * 1000
+  }
+
+  /** Index of the chunk holding `position` (the last chunk starting at or before it), or -1. */
+  chunkAt(position: number): number {
+    let lo = 0
+    let hi = this.positions.length - 1
+    let found = -1
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1
+      if (this.positions[mid]! <= position) {
+        found = mid
+        lo = mid + 1
+      } else hi = mid - 1
+    }
+    return found
+  }
+
+  /** End position of chunk `i`. */
+  chunkEnd(i: number): number {
+    return i + 1 < this.positions.length ? this.positions[i + 1]! : this.tail
+  }
+
+  /** Wake every reader waiting on this stream. */
+  wake(): void {
+    for (const w of [...this.waiters]) w()
+  }
+}

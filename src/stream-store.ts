@@ -1,0 +1,643 @@
+// Named append-only streams on sturdy's WAL: the store behind the Durable Streams server.
+//
+// Streams are spread over shards (one WAL each) by a hash of their name. Every operation is one
+// WAL record (stream-record.ts); a write is validated against the accepted writer state, appended,
+// and becomes visible to readers only once durable, in order. Recovery replays the shards
+// (stream-replay.ts).
+
+import { randomBytes } from 'node:crypto'
+import { Wal } from './wal.js'
+import { StreamError } from './stream-error.js'
+import type { StreamEvents } from './stream-events.js'
+import { formatOffset, parsePosition, type OffsetRequest } from './stream-offset.js'
+import { isMessageBoundary, jsonMessages, messagesLength } from './stream-json.js'
+import { mediaTypeOf, Stream } from './stream-state.js'
+import { openLayout, shardDir, shardOf } from './stream-layout.js'
+import { replayShards } from './stream-replay.js'
+import { APPEND, CREATE, DELETE, dataStart, encodeStreamRecord, type ProducerTuple, type StreamConfig, type StreamRecord } from './stream-record.js'
+import { compactShard, retainStream, type CompactionOptions } from './stream-compaction.js'
+
+/** Options of {@link StreamStore.open}. */
+export interface StreamStoreOptions {
+  /** Number of shards (WALs) for a new directory; an existing one must match its manifest. Default 4. */
+  shards?: number
+  /** Segment size of each shard's WAL. Default 64 MiB. */
+  segmentBytes?: number
+  /** Largest stored record (an append's body plus a small header). Default 16 MiB. */
+  maxRecordBytes?: number
+  /** How often expired streams are deleted, in ms. Default 1000. */
+  sweepIntervalMs?: number
+  /**
+   * Retention: drop data older than `maxAgeMs` or beyond the newest `maxBytes` of each stream
+   * (whole chunks; reads below the retained start answer 410 Gone). Default: keep everything.
+   */
+  retention?: { maxAgeMs?: number; maxBytes?: number }
+  /** When compaction rewrites a shard. See {@link CompactionOptions}. */
+  compaction?: CompactionOptions
+  /** Clock, for tests. */
+  now?: () => number
+}
+
+/** How to create a stream. */
+export interface CreateOptions {
+  /** Default `application/octet-stream` (or the fork source's type). */
+  contentType?: string
+  /** Sliding time-to-live, seconds. */
+  ttlSeconds?: number
+  /** Absolute expiry, RFC 3339. */
+  expiresAt?: string
+  /** Create the stream closed (its initial data is then all it will ever hold). */
+  closed?: boolean
+  /** Initial data (for JSON streams, a JSON value or array of messages). */
+  data?: Buffer
+  /** Fork: the source stream's name, the offset to fork at (default its tail) and a sub-offset. */
+  forkFrom?: string
+  forkOffset?: string
+  forkSubOffset?: number
+}
+
+/** An idempotent producer's request identity. */
+export interface ProducerRequest {
+  id: string
+  epoch: number
+  seq: number
+}
+
+/** How to append. */
+export interface AppendOptions {
+  /** Content type of the body; must match the stream's when there is a body. */
+  contentType?: string
+  /** Writer sequence: must be above the last one (byte-wise). */
+  seq?: string
+  producer?: ProducerRequest
+  /** Close the stream after this append (the body may then be empty). */
+  close?: boolean
+}
+
+/** What a stream looks like now. */
+export interface StreamInfo {
+  name: string
+  /** Internal identity: a deleted and re-created stream gets a new one. */
+  uid: string
+  contentType: string
+  /** Offset after the last durable byte. */
+  nextOffset: string
+  closed: boolean
+  ttlSeconds?: number
+  expiresAt?: string
+}
+
+/** The outcome of an append. */
+export interface AppendResult {
+  /** `appended`: new data (or a close) was made durable; `duplicate`: a producer retry, already stored. */
+  outcome: 'appended' | 'duplicate'
+  nextOffset: string
+  closed: boolean
+  /** For producer requests: the epoch and the highest accepted sequence number. */
+  producer?: { epoch: number; seq: number }
+}
+
+/** A catch-up read. */
+export interface ReadResult {
+  uid: string
+  /** Stored bytes (for JSON streams: messages, each followed by a comma; see `jsonArray`). */
+  data: Buffer
+  startOffset: string
+  nextOffset: string
+  /** Reached the durable tail. */
+  upToDate: boolean
+  /** Reached the tail of a closed stream. */
+  closed: boolean
+  json: boolean
+  contentType: string
+}
+
+const DEFAULT_TYPE = 'application/octet-stream'
+const MAX_READ_BYTES = 1 << 20
+
+/**
+ * Durable, named, append-only streams with the Durable Streams protocol's semantics, on sturdy's
+ * WAL. An append resolves once it is on stable storage; producer state, `Stream-Seq` and closure
+ * are committed in the same record as the data they guard.
+ *
+ * @example
+ * ```ts
+ * const store = await StreamStore.open('./data')
+ * await store.create('orders', { contentType: 'application/json' })
+ * await store.append('orders', Buffer.from('{"id":1}'), { contentType: 'application/json' })
+ * const r = await store.read('orders', { kind: 'start' })
+ * console.log(r.data.toString()) // {"id":1},
+ * await store.close()
+ * ```
+ */
+export class StreamStore implements StreamEvents {
+  readonly #wals: Wal[]
+  readonly #byName = new Map<string, Stream>()
+  readonly #byUid = new Map<string, Stream>()
+  readonly #listeners = new Set<(name: string, tail: string) => void>()
+  readonly #now: () => number
+  readonly #options: StreamStoreOptions
+  readonly #sweep: NodeJS.Timeout
+  readonly #compacting = new Map<number, Promise<void>>()
+  #failure: Error | undefined
+  #closed = false
+
+  private constructor(wals: Wal[], streams: Stream[], options: StreamStoreOptions) {
+    this.#wals = wals
+    this.#options = options
+    this.#now = options.now ?? Date.now
+    for (const s of streams) {
+      this.#byUid.set(s.uid, s)
+      // A live stream owns its name over an older soft-deleted one kept for its forks.
+      if (s.deleted === 'no' || !this.#byName.has(s.name)) this.#byName.set(s.name, s)
+    }
+    this.#sweep = setInterval(() => this.#maintain(), options.sweepIntervalMs ?? 1000)
+    this.#sweep.unref()
+  }
+
+  /** Open (or create) the store in `dir`, recovering every shard. */
+  static async open(dir: string, options: StreamStoreOptions = {}): Promise<StreamStore> {
+    const shards = await openLayout(dir, options.shards)
+    const wals: Wal[] = []
+    try {
+      for (let i = 0; i < shards; i++) {
+        wals.push(
+          await Wal.open(shardDir(dir, i), {
+            segmentBytes: options.segmentBytes ?? 64 << 20,
+            maxRecordBytes: options.maxRecordBytes ?? 16 << 20,
+          }),
+        )
+      }
+      const streams = await replayShards(wals, (options.now ?? Date.now)())
+      return new StreamStore(wals, streams, options)
+    } catch (e) {
+      await Promise.all(wals.map((w) => w.close().catch(() => {})))
+      throw e
+    }
+  }
+
+  /** Number of shards. */
+  get shards(): number {
+    return this.#wals.length
+  }
+
+  // ---- StreamEvents (for subscriptions) ----
+
+  names(): Iterable<string> {
+    return [...this.#byName.values()].filter((s) => s.deleted === 'no' && s.durable).map((s) => s.name)
+  }
+
+  tail(name: string): string | undefined {
+    const s = this.#byName.get(name)
+    return s === undefined || s.deleted !== 'no' || !s.durable ? undefined : formatOffset(s.tail)
+  }
+
+  async appendJson(name: string, messages: readonly unknown[]): Promise<void> {
+    await this.append(name, Buffer.from(JSON.stringify(messages)), { contentType: 'application/json' })
+  }
+
+  onTail(listener: (name: string, tail: string) => void): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  // ---- operations ----
+
+  /**
+   * Create a stream, or confirm one with the same configuration (`created: false`); a different
+   * configuration is a `CONFLICT`.
+   */
+  async create(name: string, options: CreateOptions = {}): Promise<{ created: boolean; info: StreamInfo }> {
+    this.#checkOpen()
+    const now = this.#now()
+    const existing = this.#byName.get(name)
+    if (existing !== undefined && existing.deleted === 'soft') {
+      throw new StreamError('CONFLICT', `${name} was deleted and is kept for its forks; the path cannot be reused yet`)
+    }
+    let source: Stream | undefined
+    let forkAt: number | undefined
+    if (options.forkFrom !== undefined) {
+      ;({ source, forkAt } = this.#forkPoint(options, now))
+    } else if (options.forkOffset !== undefined || options.forkSubOffset !== undefined) {
+      throw new StreamError('INVALID_ARG', 'a fork offset needs a fork source')
+    }
+    if (source !== undefined && options.contentType !== undefined && mediaTypeOf(options.contentType) !== source.mediaType) {
+      throw new StreamError('CONFLICT', `a fork must have its source's content type (${source.config.type})`)
+    }
+    const config = this.#config(options, source, forkAt)
+    if (existing !== undefined && existing.expired(now)) this.#expire(existing)
+    else if (existing !== undefined) {
+      if (!sameConfig(existing, config, options.closed === true)) {
+        throw new StreamError('CONFLICT', `${name} exists with a different configuration`)
+      }
+      await existing.commit
+      this.#checkHealthy()
+      return { created: false, info: this.#info(existing) }
+    }
+    const stream = new Stream(randomBytes(9).toString('base64url'), name, shardOf(name, this.#wals.length), config, now)
+    stream.source = source
+    let data = options.data ?? Buffer.alloc(0)
+    if (stream.json && data.length > 0) data = jsonMessages(data, true)
+    if (source !== undefined) source.forks++
+    stream.acceptedTail = stream.base + data.length
+    stream.acceptedClosed = options.closed === true
+    this.#byName.set(name, stream)
+    this.#byUid.set(stream.uid, stream)
+    const header = { uid: stream.uid, name, time: now, ...config, ...(options.closed === true ? { closed: true } : {}) }
+    await this.#write(stream, { kind: CREATE, header, data }, (lsn) => {
+      stream.durable = true
+      if (data.length > 0) this.#addChunk(stream, stream.base, lsn, now)
+      stream.tail = stream.acceptedTail
+      stream.closed = stream.acceptedClosed
+    })
+    return { created: true, info: this.#info(stream) }
+  }
+
+  /** Append to a stream (see {@link AppendOptions}); resolves once durable. */
+  async append(name: string, body: Buffer, options: AppendOptions = {}): Promise<AppendResult> {
+    this.#checkOpen()
+    const now = this.#now()
+    const s = this.#live(name, now)
+    const close = options.close === true
+    if (body.length === 0 && !close) throw new StreamError('INVALID_ARG', 'an append needs a body (or Stream-Closed: true)')
+    const p = options.producer
+    if (s.acceptedClosed) {
+      const same = p !== undefined && s.closedBy !== undefined && s.closedBy[0] === p.id && s.closedBy[1] === p.epoch && s.closedBy[2] === p.seq
+      if (same || (close && body.length === 0 && p === undefined)) {
+        await s.commit
+        this.#checkHealthy()
+        return { outcome: 'duplicate', nextOffset: formatOffset(s.tail), closed: true, ...(p ? { producer: producerReply(s, p) } : {}) }
+      }
+      throw new StreamError('STREAM_CLOSED', `${name} is closed`, { 'Stream-Closed': 'true', 'Stream-Next-Offset': formatOffset(s.acceptedTail) })
+    }
+    if (body.length > 0) {
+      if (options.contentType === undefined) throw new StreamError('INVALID_ARG', 'Content-Type is required with a body')
+      if (mediaTypeOf(options.contentType) !== s.mediaType) {
+        throw new StreamError('CONTENT_TYPE_MISMATCH', `${name} holds ${s.config.type}, not ${options.contentType}`)
+      }
+    }
+    if (p !== undefined) {
+      const state = s.producers.get(p.id)
+      if (state !== undefined && p.epoch < state[0]) {
+        throw new StreamError('PRODUCER_STALE_EPOCH', `producer ${p.id}: epoch ${p.epoch} is fenced by epoch ${state[0]}`, {
+          'Producer-Epoch': String(state[0]),
+        })
+      }
+      if (state === undefined || p.epoch > state[0]) {
+        if (p.seq !== 0) throw new StreamError('INVALID_ARG', `producer ${p.id}: a new epoch must start at sequence 0`)
+      } else if (p.seq <= state[1]) {
+        await s.commit
+        this.#checkHealthy()
+        return { outcome: 'duplicate', nextOffset: formatOffset(s.tail), closed: s.closed, producer: producerReply(s, p) }
+      } else if (p.seq > state[1] + 1) {
+        throw new StreamError('PRODUCER_SEQ_GAP', `producer ${p.id}: expected sequence ${state[1] + 1}, got ${p.seq}`, {
+          'Producer-Expected-Seq': String(state[1] + 1),
+          'Producer-Received-Seq': String(p.seq),
+        })
+      }
+    }
+    if (options.seq !== undefined && s.seq !== undefined && Buffer.compare(Buffer.from(options.seq), Buffer.from(s.seq)) <= 0) {
+      throw new StreamError('SEQ_CONFLICT', `Stream-Seq ${JSON.stringify(options.seq)} is not above ${JSON.stringify(s.seq)}`)
+    }
+    const data = s.json && body.length > 0 ? jsonMessages(body, false) : body
+    // Accept: from here the writer state moves on, before the record is durable.
+    const at = s.acceptedTail
+    s.acceptedTail += data.length
+    if (options.seq !== undefined) s.seq = options.seq
+    const tuple: ProducerTuple | undefined = p && [p.id, p.epoch, p.seq]
+    if (p !== undefined) s.producers.set(p.id, [p.epoch, p.seq])
+    if (close) {
+      s.acceptedClosed = true
+      s.closedBy = tuple
+    }
+    s.lastAccess = now
+    const header = {
+      uid: s.uid,
+      at,
+      time: now,
+      ...(options.seq !== undefined ? { seq: options.seq } : {}),
+      ...(tuple ? { producer: tuple } : {}),
+      ...(close ? { close: true } : {}),
+    }
+    const end = s.acceptedTail
+    await this.#write(s, { kind: APPEND, header, data }, (lsn) => {
+      if (data.length > 0) this.#addChunk(s, at, lsn, now)
+      s.tail = end
+      if (close) s.closed = true
+    })
+    return {
+      outcome: 'appended',
+      nextOffset: formatOffset(end),
+      closed: close || s.closed,
+      ...(p ? { producer: { epoch: p.epoch, seq: p.seq } } : {}),
+    }
+  }
+
+  /** A stream's metadata (does not count as an access for its TTL). */
+  async head(name: string): Promise<StreamInfo> {
+    this.#checkOpen()
+    const s = this.#live(name, this.#now())
+    if (!s.durable) await s.commit
+    return this.#info(s)
+  }
+
+  /** Catch-up read from `offset`: at most about `maxBytes` (whole chunks, at least one). */
+  async read(name: string, offset: OffsetRequest, maxBytes = MAX_READ_BYTES): Promise<ReadResult> {
+    this.#checkOpen()
+    const now = this.#now()
+    const s = this.#live(name, now)
+    if (!s.durable) await s.commit
+    s.lastAccess = now
+    const from = offset.kind === 'start' ? this.#startOf(s) : offset.kind === 'now' ? s.tail : offset.position
+    if (from > s.tail) throw new StreamError('INVALID_OFFSET', 'offset is beyond the end of the stream')
+    const parts: Buffer[] = []
+    const end = offset.kind === 'now' ? s.tail : this.#collect(s, from, s.tail, maxBytes, parts)
+    const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
+    return {
+      uid: s.uid,
+      data,
+      startOffset: formatOffset(from),
+      nextOffset: formatOffset(end),
+      upToDate: end === s.tail,
+      closed: end === s.tail && s.closed,
+      json: s.json,
+      contentType: s.config.type,
+    }
+  }
+
+  /** The position a read of `offset` starts at (for live reads waiting on the tail). */
+  position(name: string, offset: OffsetRequest): number {
+    const s = this.#live(name, this.#now())
+    return offset.kind === 'start' ? this.#startOf(s) : offset.kind === 'now' ? s.tail : offset.position
+  }
+
+  /**
+   * Wait until the stream has durable data beyond `position`, is closed, or is gone; `false` if
+   * `timeoutMs` passes first or `signal` aborts. Counts as an access for the stream's TTL.
+   */
+  wait(name: string, position: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    const s = this.#live(name, this.#now())
+    s.lastAccess = this.#now()
+    if (s.tail > position || s.closed) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const done = (ready: boolean) => {
+        clearTimeout(timer)
+        s.waiters.delete(wake)
+        signal?.removeEventListener('abort', abort)
+        resolve(ready)
+      }
+      const wake = () => {
+        if (s.tail > position || s.closed || s.deleted !== 'no') done(true)
+      }
+      const abort = () => done(false)
+      const timer = setTimeout(() => done(false), timeoutMs)
+      s.waiters.add(wake)
+      signal?.addEventListener('abort', abort)
+    })
+  }
+
+  /** Delete a stream: soft (410 Gone, data kept) while forks read from it, otherwise for good. */
+  async delete(name: string): Promise<void> {
+    this.#checkOpen()
+    const s = this.#live(name, this.#now())
+    await this.#delete(s)
+  }
+
+  /** Compact every shard now (normally it runs on its own). */
+  async compact(): Promise<void> {
+    for (let i = 0; i < this.#wals.length; i++) await this.#compactShard(i, true)
+  }
+
+  /** Stop maintenance, wait for writes in flight, close the shards. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    clearInterval(this.#sweep)
+    await Promise.allSettled(this.#compacting.values())
+    await Promise.allSettled([...this.#byUid.values()].map((s) => s.commit))
+    for (const s of this.#byUid.values()) s.wake()
+    await Promise.all(this.#wals.map((w) => w.close()))
+  }
+
+  // ---- internals ----
+
+  #checkOpen(): void {
+    if (this.#closed) throw new StreamError('CLOSED', 'the stream store is closed')
+    this.#checkHealthy()
+  }
+
+  #checkHealthy(): void {
+    if (this.#failure !== undefined) throw this.#failure
+  }
+
+  /** The stream named `name` if clients may use it: `NOT_FOUND`, `GONE` (soft-deleted) otherwise. */
+  #live(name: string, now: number): Stream {
+    const s = this.#byName.get(name)
+    if (s === undefined || s.deleted === 'hard') throw new StreamError('NOT_FOUND', `no stream ${JSON.stringify(name)}`)
+    if (s.deleted === 'soft') throw new StreamError('GONE', `${JSON.stringify(name)} was deleted`)
+    if (s.expired(now)) {
+      this.#expire(s)
+      throw new StreamError('NOT_FOUND', `no stream ${JSON.stringify(name)} (expired)`)
+    }
+    return s
+  }
+
+  #startOf(s: Stream): number {
+    return s.source !== undefined && s.start === s.base ? this.#startOf(s.source) : s.start
+  }
+
+  #info(s: Stream): StreamInfo {
+    return {
+      name: s.name,
+      uid: s.uid,
+      contentType: s.config.type,
+      nextOffset: formatOffset(s.tail),
+      closed: s.closed,
+      ...(s.config.ttl !== undefined ? { ttlSeconds: s.config.ttl } : {}),
+      ...(s.config.expiresAt !== undefined ? { expiresAt: s.config.expiresAt } : {}),
+    }
+  }
+
+  #config(options: CreateOptions, source: Stream | undefined, forkAt: number | undefined): StreamConfig {
+    const { ttlSeconds, expiresAt } = options
+    if (ttlSeconds !== undefined && expiresAt !== undefined) throw new StreamError('INVALID_ARG', 'give a TTL or an expiry time, not both')
+    if (ttlSeconds !== undefined && (!Number.isSafeInteger(ttlSeconds) || ttlSeconds < 0)) {
+      throw new StreamError('INVALID_ARG', 'TTL must be a non-negative integer number of seconds')
+    }
+    if (expiresAt !== undefined && Number.isNaN(Date.parse(expiresAt))) throw new StreamError('INVALID_ARG', 'expiry must be an RFC 3339 time')
+    const config: StreamConfig = { type: options.contentType ?? source?.config.type ?? DEFAULT_TYPE }
+    if (ttlSeconds !== undefined) config.ttl = ttlSeconds
+    else if (expiresAt !== undefined) config.expiresAt = expiresAt
+    else if (source?.config.ttl !== undefined) config.ttl = source.config.ttl
+    else if (source?.config.expiresAt !== undefined) config.expiresAt = source.config.expiresAt
+    if (source !== undefined) config.fork = { uid: source.uid, at: forkAt! }
+    return config
+  }
+
+  /** Resolve a fork request to its source and divergence position. */
+  #forkPoint(options: CreateOptions, now: number): { source: Stream; forkAt: number } {
+    const source = this.#byName.get(options.forkFrom!)
+    if (source === undefined || source.deleted === 'hard' || source.expired(now)) {
+      throw new StreamError('NOT_FOUND', `no fork source ${JSON.stringify(options.forkFrom)}`)
+    }
+    if (source.deleted === 'soft') throw new StreamError('CONFLICT', `fork source ${JSON.stringify(options.forkFrom)} was deleted`)
+    let at = options.forkOffset === undefined || options.forkOffset === 'now' ? source.tail : parseForkOffset(options.forkOffset, source)
+    if (at > source.tail) throw new StreamError('INVALID_ARG', 'fork offset is beyond the end of the source')
+    if (at < this.#startOf(source)) throw new StreamError('GONE', 'fork offset is below the retained data of the source')
+    const sub = options.forkSubOffset ?? 0
+    if (!Number.isSafeInteger(sub) || sub < 0) throw new StreamError('INVALID_ARG', 'fork sub-offset must be a non-negative integer')
+    if (sub > 0) {
+      // The sub-offset may not cross the data boundary after the anchor: stay inside one chunk.
+      const parts: Buffer[] = []
+      const end = this.#collect(source, at, source.tail, 1, parts)
+      const chunk = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
+      const length = source.json ? messagesLength(chunk, sub) : sub <= end - at ? sub : undefined
+      if (length === undefined) throw new StreamError('INVALID_ARG', 'fork sub-offset passes the next data boundary')
+      at += length
+    }
+    return { source, forkAt: at }
+  }
+
+  /**
+   * Append the stored bytes of `s` from `from` (below `limit`) to `out`, reading through fork
+   * sources for inherited ranges; stops after `maxBytes` (whole chunks). Returns the end position.
+   */
+  #collect(s: Stream, from: number, limit: number, maxBytes: number, out: Buffer[]): number {
+    let pos = from
+    let budget = maxBytes
+    // Retention dropped everything below `start` (for a fork, its inherited range too).
+    if (s.start > s.base && pos < s.start) throw new StreamError('GONE', 'offset is below the retained data of the stream')
+    if (pos < s.base) {
+      pos = this.#collect(s.source!, pos, Math.min(s.base, limit), maxBytes, out)
+      budget -= pos - from
+      if (pos < s.base || budget <= 0) return pos
+    }
+    let i = s.chunkAt(pos)
+    if (i < 0) return pos
+    if (s.json && pos !== s.positions[i]) {
+      if (!isMessageBoundary(this.#chunkData(s, i), pos - s.positions[i]!)) throw new StreamError('INVALID_OFFSET', 'offset is not at a message boundary')
+    }
+    for (; i < s.positions.length && pos < limit && budget > 0; i++) {
+      const start = s.positions[i]!
+      const stop = Math.min(s.chunkEnd(i), limit)
+      if (stop <= pos) continue
+      const data = this.#chunkData(s, i)
+      const piece = data.subarray(pos - start, stop - start)
+      out.push(piece)
+      budget -= piece.length
+      pos = stop
+    }
+    return pos
+  }
+
+  /** The stored data of chunk `i` of `s`. */
+  #chunkData(s: Stream, i: number): Buffer {
+    const record = this.#wals[s.shard]!.readSync(s.lsns[i]!)
+    return record.subarray(dataStart(record))
+  }
+
+  #addChunk(s: Stream, position: number, lsn: number, time: number): void {
+    s.positions.push(position)
+    s.lsns.push(lsn)
+    s.times.push(time)
+  }
+
+  /**
+   * Append `record` for `s` to its shard and, once durable, apply it (in write order per stream)
+   * and tell waiters and listeners. A failed write poisons the whole store.
+   */
+  async #write(s: Stream, record: StreamRecord, apply: (lsn: number) => void): Promise<void> {
+    const durable = this.#wals[s.shard]!.append(encodeStreamRecord(record))
+    const applied = s.commit.then(async () => {
+      let lsn: number
+      try {
+        lsn = await durable
+      } catch (e) {
+        this.#failure ??= e instanceof Error ? e : new Error(String(e))
+        throw this.#failure
+      }
+      apply(lsn)
+      s.wake()
+      if (s.deleted === 'no') for (const l of this.#listeners) l(s.name, formatOffset(s.tail))
+    })
+    s.commit = applied.catch(() => {})
+    await applied
+  }
+
+  async #delete(s: Stream): Promise<void> {
+    s.deleted = s.forks > 0 ? 'soft' : 'hard'
+    if (s.deleted === 'hard') this.#byName.delete(s.name)
+    s.wake()
+    await this.#write(s, { kind: DELETE, header: { uid: s.uid, time: this.#now() }, data: Buffer.alloc(0) }, () => {
+      if (s.deleted === 'hard') this.#drop(s)
+    })
+  }
+
+  /** `s` is gone for good: release its source, and the source too if it was only kept for forks. */
+  #drop(s: Stream): void {
+    this.#byUid.delete(s.uid)
+    for (let src = s.source; src !== undefined; src = src.source) {
+      if (--src.forks > 0 || src.deleted !== 'soft') break
+      src.deleted = 'hard'
+      if (this.#byName.get(src.name) === src) this.#byName.delete(src.name)
+      this.#byUid.delete(src.uid)
+    }
+  }
+
+  #expire(s: Stream): void {
+    if (s.deleted !== 'no') return
+    this.#delete(s).catch(() => {}) // a failure poisons the store; nothing more to do here
+  }
+
+  /** Periodic work: expire streams, apply retention, compact shards with enough garbage. */
+  #maintain(): void {
+    if (this.#closed || this.#failure !== undefined) return
+    const now = this.#now()
+    for (const s of this.#byName.values()) {
+      if (s.deleted === 'no' && s.durable && s.expired(now)) this.#expire(s)
+      else if (this.#options.retention !== undefined && s.deleted === 'no') {
+        retainStream(s, this.#options.retention, now, (r, apply) => void this.#write(s, r, apply).catch(() => {}))
+      }
+    }
+    for (let i = 0; i < this.#wals.length; i++) this.#compactShard(i, false).catch(() => {})
+  }
+
+  #compactShard(shard: number, force: boolean): Promise<void> {
+    const running = this.#compacting.get(shard)
+    if (running !== undefined) return running
+    const streams = [...this.#byUid.values()].filter((s) => s.shard === shard)
+    const job = compactShard(this.#wals[shard]!, streams, {
+      ...this.#options.compaction,
+      force,
+      write: (s, r, apply) => this.#write(s, r, apply),
+    }).finally(() => this.#compacting.delete(shard))
+    this.#compacting.set(shard, job)
+    return job
+  }
+}
+
+function producerReply(s: Stream, p: ProducerRequest): { epoch: number; seq: number } {
+  const state = s.producers.get(p.id)
+  return state === undefined ? { epoch: p.epoch, seq: p.seq } : { epoch: state[0], seq: state[1] }
+}
+
+function parseForkOffset(text: string, source: Stream): number {
+  if (text === '-1') return source.start
+  try {
+    return parsePosition(text)
+  } catch {
+    throw new StreamError('INVALID_ARG', `malformed fork offset ${JSON.stringify(text.slice(0, 64))}`)
+  }
+}
+
+function sameConfig(s: Stream, config: StreamConfig, closed: boolean): boolean {
+  const expiry = config.expiresAt === undefined ? undefined : Date.parse(config.expiresAt)
+  return (
+    s.mediaType === mediaTypeOf(config.type) &&
+    s.config.ttl === config.ttl &&
+    s.expiresAtMs === expiry &&
+    s.config.fork?.uid === config.fork?.uid &&
+    s.config.fork?.at === config.fork?.at &&
+    s.acceptedClosed === closed
+  )
+}
