@@ -1,5 +1,5 @@
 // The `sturdy` CLI, run as a child process against small logs in temp directories.
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -45,11 +45,55 @@ test('usage errors are one line on stderr with exit code 2', (t) => {
   }
 })
 
-test('serve: not available yet, exit 2', (t) => {
-  const r = cli('serve')
-  t.is(r.code, 2)
-  t.regex(r.stderr, /not available yet: the stream server is not built/)
-  t.is(r.stdout, '')
+/** Start `sturdy serve` on a free port; resolves once it prints its URL. */
+function serve(t, dir, ...extra) {
+  const child = spawn(process.execPath, [MAIN, 'serve', '--dir', dir, '--port', '0', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => child.kill('SIGKILL'))
+  let stdout = ''
+  let stderr = ''
+  child.stderr.on('data', (d) => (stderr += d))
+  const exited = new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })))
+  const listening = new Promise((resolve, reject) => {
+    child.stdout.on('data', (d) => {
+      stdout += d
+      const m = /listening on (http:\/\/\S+)/.exec(stdout)
+      if (m) resolve(m[1])
+    })
+    exited.then((r) => reject(new Error(`serve exited ${r.code}: ${r.stderr}`)))
+  })
+  return { child, listening, exited }
+}
+
+test('serve: streams over HTTP from a data directory; a second server on it is refused; SIGTERM stops it cleanly', async (t) => {
+  const dir = path.join(tmpDir(t), 'data')
+  const first = serve(t, dir)
+  const url = await first.listening
+  const stream = `${url}/v1/stream/cli-test`
+  t.is((await fetch(stream, { method: 'PUT', headers: { 'content-type': 'text/plain' }, body: 'hello ' })).status, 201)
+  t.is((await fetch(stream, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'world' })).status, 204)
+  t.is(await (await fetch(`${stream}?offset=-1`)).text(), 'hello world')
+
+  const second = serve(t, dir)
+  await t.throwsAsync(second.listening, { message: /exited 3: .*ERR_LOCKED/ })
+
+  first.child.kill('SIGTERM')
+  const r = await first.exited
+  t.is(r.code, 0, r.stderr)
+  t.regex(r.stdout, /stopped/)
+
+  const again = serve(t, dir)
+  const url2 = await again.listening
+  t.is(await (await fetch(`${url2}/v1/stream/cli-test?offset=-1`)).text(), 'hello world', 'data survives a restart')
+  again.child.kill('SIGTERM')
+  t.is((await again.exited).code, 0)
+})
+
+test('serve: bad options are usage errors (exit 2, one line)', (t) => {
+  for (const args of [['--port', 'x'], ['--bogus'], ['extra']]) {
+    const r = cli('serve', ...args)
+    t.is(r.code, 2, args.join(' '))
+    t.is(r.stderr.trim().split('\n').length, 1, r.stderr)
+  }
 })
 
 test('inspect: segments, LSN range, record counts (table and --json)', async (t) => {

@@ -7,6 +7,7 @@
 
 import { randomBytes } from 'node:crypto'
 import { Wal } from './wal.js'
+import type { SimulatedDisk } from './simulated-disk.js'
 import { StreamError } from './stream-error.js'
 import type { StreamEvents } from './stream-events.js'
 import { formatOffset, parsePosition, type OffsetRequest } from './stream-offset.js'
@@ -36,6 +37,8 @@ export interface StreamStoreOptions {
   compaction?: CompactionOptions
   /** Clock, for tests. */
   now?: () => number
+  /** Put the shards on a simulated disk (`sturdy/testing`), for power-loss tests; `dir` still holds the layout manifest. */
+  disk?: SimulatedDisk
 }
 
 /** How to create a stream. */
@@ -165,6 +168,7 @@ export class StreamStore implements StreamEvents {
           await Wal.open(shardDir(dir, i), {
             segmentBytes: options.segmentBytes ?? 64 << 20,
             maxRecordBytes: options.maxRecordBytes ?? 16 << 20,
+            ...(options.disk !== undefined ? { disk: options.disk } : {}),
           }),
         )
       }

@@ -15,7 +15,7 @@ Commands:
   verify <dir>    read every record and check every checksum; exit 1 and the location on damage
   probe [dir]     what each durability barrier costs on this disk (like pg_test_fsync)
   bench [dir]     a short group-commit vs naive append benchmark on this disk
-  serve           serve logs as streams (not available yet)
+  serve           serve durable streams over HTTP (the Durable Streams protocol)
 
 Run 'sturdy <command> --help' for a command's options.
 

@@ -1,17 +1,79 @@
-// `sturdy serve`: the stream server is not built yet; say so clearly.
-import { CliError, EXIT, type Io } from './args.js'
+// `sturdy serve`: run the Durable Streams server on a data directory until SIGINT / SIGTERM.
+import { createStreamServer } from '../stream-server.js'
+import { StreamError } from '../stream-error.js'
+import { CliError, EXIT, expectPositionals, type Io, parseArgs } from './args.js'
 
-export const SERVE_HELP = `Usage: sturdy serve
+export const SERVE_HELP = `Usage: sturdy serve [--dir <dir>] [--host <host>] [--port <port>] [options]
 
-Serve logs as streams over the network. Not available yet: the stream server is not built.
+Serve durable streams over HTTP (the Durable Streams protocol) from a data directory. Streams
+live at http://<host>:<port>/v1/stream/<name>; every acknowledged write is on stable storage.
 
-Exit status: 2 (not available).`
+Options:
+  --dir <dir>              data directory (default ./data; created if missing)
+  --host <host>            address to listen on (default 127.0.0.1)
+  --port <port>            port (default 4437; 0 picks a free one)
+  --shards <n>             shards for a new data directory (default 4; an existing one keeps its own)
+  --max-body <bytes>       largest request body, larger ones get 413 (default 8388608)
+  --long-poll-ms <ms>      how long a long-poll waits for data (default 20000)
+  --retention-ms <ms>      drop stream data older than this (default: keep everything)
+  --retention-bytes <n>    keep at most the newest n bytes of each stream (default: everything)
+  --no-subscriptions       do not serve the reserved subscription / webhook API
+  -h, --help               show this help
+
+Prints "listening on <url>" once it accepts requests; stops cleanly on SIGINT or SIGTERM.
+
+Exit status: 0 stopped, 2 usage error, 3 could not start (directory locked, layout mismatch, port in use).`
 
 export async function serveCommand(argv: readonly string[], io: Io): Promise<number> {
-  // Accept any arguments the future server may take; only --help is meaningful today.
-  if (argv.includes('--help') || argv.includes('-h')) {
+  const { options, positionals } = parseArgs('serve', argv, {
+    dir: { type: 'string' },
+    host: { type: 'string' },
+    port: { type: 'number', min: 0, integer: true },
+    shards: { type: 'number', min: 1, integer: true },
+    'max-body': { type: 'number', min: 1, integer: true },
+    'long-poll-ms': { type: 'number', min: 1, integer: true },
+    'retention-ms': { type: 'number', min: 1, integer: true },
+    'retention-bytes': { type: 'number', min: 1, integer: true },
+    'no-subscriptions': { type: 'boolean' },
+  })
+  if (options.help) {
     io.out(SERVE_HELP)
     return EXIT.OK
   }
-  throw new CliError('not available yet: the stream server is not built', EXIT.USAGE)
+  expectPositionals('serve', positionals, 0, 0, 'no arguments')
+  const retentionMs = options['retention-ms'] as number | undefined
+  const retentionBytes = options['retention-bytes'] as number | undefined
+  let server
+  try {
+    server = await createStreamServer({
+      dir: (options.dir as string | undefined) ?? './data',
+      host: (options.host as string | undefined) ?? '127.0.0.1',
+      port: (options.port as number | undefined) ?? 4437,
+      ...(options.shards !== undefined ? { shards: options.shards as number } : {}),
+      ...(options['max-body'] !== undefined ? { maxBodyBytes: options['max-body'] as number } : {}),
+      ...(options['long-poll-ms'] !== undefined ? { longPollTimeoutMs: options['long-poll-ms'] as number } : {}),
+      ...(retentionMs !== undefined || retentionBytes !== undefined
+        ? { retention: { ...(retentionMs !== undefined ? { maxAgeMs: retentionMs } : {}), ...(retentionBytes !== undefined ? { maxBytes: retentionBytes } : {}) } }
+        : {}),
+      subscriptions: options['no-subscriptions'] !== true,
+    })
+  } catch (e) {
+    if (e instanceof StreamError) throw new CliError(`${e.code}: ${e.message}`, EXIT.FAILED)
+    const err = e as NodeJS.ErrnoException
+    if (err.code === 'EADDRINUSE' || err.code === 'EACCES') throw new CliError(`cannot listen: ${err.message}`, EXIT.FAILED)
+    throw e
+  }
+  io.out(`listening on ${server.url} (streams at ${server.streamsUrl})`)
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop)
+      process.off('SIGTERM', stop)
+      resolve()
+    }
+    process.on('SIGINT', stop)
+    process.on('SIGTERM', stop)
+  })
+  await server.close()
+  io.out('stopped')
+  return EXIT.OK
 }
