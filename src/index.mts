@@ -9,4 +9,4 @@ export type { Checkpoint, CheckpointsOptions, DamagedCheckpoint, CheckpointOptio
 export { NoopDurableStore, FileDurableStore, LogDurableStore, DurableStoreBase, encodeKey, decodeKey, MAX_ENCODED_NAME } from './index.js'
 export type { DurableStore, DurableStoreOptions, LogDurableStoreOptions } from './index.js'
 export { createStreamServer, StreamStore, StreamError, formatOffset, parseOffset } from './index.js'
-export type { StreamServer, StreamServerOptions, StreamStoreOptions, CreateOptions, AppendOptions, AppendResult, ReadResult, StreamInfo, ProducerRequest, CompactionOptions, StreamErrorCode, OffsetRequest } from './index.js'
+export type { StreamServer, StreamServerOptions, StreamStoreOptions, CreateOptions, AppendOptions, AppendResult, ReadResult, StreamInfo, ProducerRequest, CompactionOptions, StreamErrorCode, OffsetRequest, StreamEvents } from './index.js'

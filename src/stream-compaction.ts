@@ -8,7 +8,14 @@ import type { Stream } from './stream-state.js'
 import { dropBelow } from './stream-replay.js'
 import { dataStart, MOVE, RETAIN, SNAPSHOT, type StreamRecord } from './stream-record.js'
 
-/** When compaction rewrites a shard. */
+/**
+ * When compaction rewrites a shard.
+ *
+ * @example
+ * ```ts
+ * await StreamStore.open('./data', { compaction: { minLogBytes: 64 << 20, garbageRatio: 2 } })
+ * ```
+ */
 export interface CompactionOptions {
   /** Only once the shard's log holds this many bytes. Default 256 MiB. */
   minLogBytes?: number

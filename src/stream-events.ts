@@ -2,7 +2,15 @@
 // by their root-relative names ("events/abc"), their durable tails, and a way to append wake
 // events. Kept as an interface so subscriptions can be tested against a fake store.
 
-/** A view of the stream store for services layered on it (subscriptions). */
+/**
+ * A view of the stream store for services layered on it (subscriptions).
+ *
+ * @example
+ * ```ts
+ * const events: StreamEvents = store
+ * const stop = events.onTail((name, tail) => console.log(name, 'now ends at', tail))
+ * ```
+ */
 export interface StreamEvents {
   /** Names of the live streams (root-relative, no leading slash). */
   names(): Iterable<string>

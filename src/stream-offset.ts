@@ -11,16 +11,37 @@ const OFFSET = /^(\d{16})_(\d{16})$/
 /** Largest position an offset can name (well above any real stream). */
 export const MAX_POSITION = Number.MAX_SAFE_INTEGER
 
-/** The offset token for a byte position. */
+/**
+ * The offset token for a byte position.
+ *
+ * @example
+ * ```ts
+ * formatOffset(42) // '0000000000000000_0000000000000042'
+ * ```
+ */
 export function formatOffset(position: number): string {
   const high = Math.floor(position / GROUP)
   return `${String(high).padStart(16, '0')}_${String(position - high * GROUP).padStart(16, '0')}`
 }
 
-/** A parsed `offset` parameter: the stream start, the current tail, or a position. */
+/**
+ * A parsed `offset` parameter: the stream start, the current tail, or a position.
+ *
+ * @example
+ * ```ts
+ * const from: OffsetRequest = { kind: 'position', position: 42 }
+ * ```
+ */
 export type OffsetRequest = { kind: 'start' } | { kind: 'now' } | { kind: 'position'; position: number }
 
-/** Parse an offset given by a client (`-1`, `now`, or a token we minted); `INVALID_OFFSET` otherwise. */
+/**
+ * Parse an offset given by a client (`-1`, `now`, or a token we minted); `INVALID_OFFSET` otherwise.
+ *
+ * @example
+ * ```ts
+ * parseOffset('-1') // { kind: 'start' }
+ * ```
+ */
 export function parseOffset(text: string): OffsetRequest {
   if (text === '-1') return { kind: 'start' }
   if (text === 'now') return { kind: 'now' }

@@ -14,7 +14,14 @@ import { jsonArray } from './stream-json.js'
 import { serveSse } from './stream-sse.js'
 import { Subscriptions } from './stream-subscriptions.js'
 
-/** Options of {@link createStreamServer}. */
+/**
+ * Options of {@link createStreamServer} (and of the {@link StreamStore} underneath).
+ *
+ * @example
+ * ```ts
+ * await createStreamServer({ dir: './data', port: 0, maxBodyBytes: 1 << 20, longPollTimeoutMs: 10_000 })
+ * ```
+ */
 export interface StreamServerOptions extends StreamStoreOptions {
   /** Data directory. */
   dir: string
@@ -34,7 +41,16 @@ export interface StreamServerOptions extends StreamStoreOptions {
   subscriptions?: boolean
 }
 
-/** A running stream server. */
+/**
+ * A running stream server.
+ *
+ * @example
+ * ```ts
+ * const server = await createStreamServer({ dir: './data', port: 0 })
+ * await fetch(server.streamsUrl + 'hello', { method: 'PUT' })
+ * await server.close()
+ * ```
+ */
 export interface StreamServer {
   /** `http://host:port`. */
   readonly url: string

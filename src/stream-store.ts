@@ -18,7 +18,14 @@ import { replayShards } from './stream-replay.js'
 import { APPEND, CREATE, DELETE, dataStart, encodeStreamRecord, type ProducerTuple, type StreamConfig, type StreamRecord } from './stream-record.js'
 import { compactShard, retainStream, type CompactionOptions } from './stream-compaction.js'
 
-/** Options of {@link StreamStore.open}. */
+/**
+ * Options of {@link StreamStore.open}.
+ *
+ * @example
+ * ```ts
+ * const store = await StreamStore.open('./data', { shards: 8, retention: { maxAgeMs: 7 * 86_400_000 } })
+ * ```
+ */
 export interface StreamStoreOptions {
   /** Number of shards (WALs) for a new directory; an existing one must match its manifest. Default 4. */
   shards?: number
@@ -41,7 +48,15 @@ export interface StreamStoreOptions {
   disk?: SimulatedDisk
 }
 
-/** How to create a stream. */
+/**
+ * How to create a stream.
+ *
+ * @example
+ * ```ts
+ * await store.create('audit', { contentType: 'application/json', ttlSeconds: 86_400 })
+ * await store.create('audit-v2', { forkFrom: 'audit' }) // shares audit's data up to its tail
+ * ```
+ */
 export interface CreateOptions {
   /** Default `application/octet-stream` (or the fork source's type). */
   contentType?: string
@@ -59,14 +74,28 @@ export interface CreateOptions {
   forkSubOffset?: number
 }
 
-/** An idempotent producer's request identity. */
+/**
+ * An idempotent producer's request identity: a retry with the same triple is a duplicate.
+ *
+ * @example
+ * ```ts
+ * await store.append('audit', body, { contentType: 'application/json', producer: { id: 'svc-1', epoch: 0, seq: 0 } })
+ * ```
+ */
 export interface ProducerRequest {
   id: string
   epoch: number
   seq: number
 }
 
-/** How to append. */
+/**
+ * How to append.
+ *
+ * @example
+ * ```ts
+ * await store.append('log', Buffer.from('last line'), { contentType: 'text/plain', seq: '000042', close: true })
+ * ```
+ */
 export interface AppendOptions {
   /** Content type of the body; must match the stream's when there is a body. */
   contentType?: string
@@ -77,7 +106,14 @@ export interface AppendOptions {
   close?: boolean
 }
 
-/** What a stream looks like now. */
+/**
+ * What a stream looks like now.
+ *
+ * @example
+ * ```ts
+ * const { nextOffset, closed } = await store.head('log')
+ * ```
+ */
 export interface StreamInfo {
   name: string
   /** Internal identity: a deleted and re-created stream gets a new one. */
@@ -90,7 +126,15 @@ export interface StreamInfo {
   expiresAt?: string
 }
 
-/** The outcome of an append. */
+/**
+ * The outcome of an append.
+ *
+ * @example
+ * ```ts
+ * const r = await store.append('log', body, { contentType: 'text/plain', producer })
+ * if (r.outcome === 'duplicate') console.log('already stored; highest seq', r.producer?.seq)
+ * ```
+ */
 export interface AppendResult {
   /** `appended`: new data (or a close) was made durable; `duplicate`: a producer retry, already stored. */
   outcome: 'appended' | 'duplicate'
@@ -100,7 +144,15 @@ export interface AppendResult {
   producer?: { epoch: number; seq: number }
 }
 
-/** A catch-up read. */
+/**
+ * A catch-up read.
+ *
+ * @example
+ * ```ts
+ * let r = await store.read('log', { kind: 'start' })
+ * while (!r.upToDate) r = await store.read('log', parseOffset(r.nextOffset))
+ * ```
+ */
 export interface ReadResult {
   uid: string
   /** Stored bytes (for JSON streams: messages, each followed by a comma; see `jsonArray`). */
