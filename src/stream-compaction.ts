@@ -31,13 +31,16 @@ const MOVE_WINDOW = 8 << 20
 /** Compact one shard if it is worth it (or `force`). */
 export async function compactShard(
   wal: Wal,
-  streams: readonly Stream[],
+  shardStreams: () => readonly Stream[],
   options: CompactionOptions & { force: boolean; write: Write },
 ): Promise<void> {
   const logBytes = wal.nextLsn - wal.firstLsn
+  const minLogBytes = options.minLogBytes ?? 256 << 20
+  if (!options.force && logBytes < minLogBytes) return // the cheap check first: this runs every sweep
+  const streams = shardStreams()
   let live = 0
   for (const s of streams) if (s.deleted !== 'hard' && s.positions.length > 0) live += s.tail - s.positions[0]!
-  const worth = logBytes >= (options.minLogBytes ?? 256 << 20) && logBytes - live >= (options.garbageRatio ?? 1) * live
+  const worth = logBytes >= minLogBytes && logBytes - live >= (options.garbageRatio ?? 1) * live
   if (!options.force && !worth) return
   // Every record below the cut is durable; each stream's is applied once its commit settles.
   const cut = wal.nextLsn

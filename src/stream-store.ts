@@ -194,6 +194,8 @@ export class StreamStore implements StreamEvents {
   readonly #options: StreamStoreOptions
   readonly #sweep: NodeJS.Timeout
   readonly #compacting = new Map<number, Promise<void>>()
+  /** Streams with a TTL or expiry time: the only ones the sweep looks at. */
+  readonly #expiring = new Set<Stream>()
   #failure: Error | undefined
   #closed = false
 
@@ -205,6 +207,7 @@ export class StreamStore implements StreamEvents {
       this.#byUid.set(s.uid, s)
       // A live stream owns its name over an older soft-deleted one kept for its forks.
       if (s.deleted === 'no' || !this.#byName.has(s.name)) this.#byName.set(s.name, s)
+      if (s.deleted === 'no' && (s.config.ttl !== undefined || s.config.expiresAt !== undefined)) this.#expiring.add(s)
     }
     this.#sweep = setInterval(() => this.#maintain(), options.sweepIntervalMs ?? 1000)
     this.#sweep.unref()
@@ -299,6 +302,7 @@ export class StreamStore implements StreamEvents {
     stream.acceptedClosed = options.closed === true
     this.#byName.set(name, stream)
     this.#byUid.set(stream.uid, stream)
+    if (config.ttl !== undefined || config.expiresAt !== undefined) this.#expiring.add(stream)
     const header = { uid: stream.uid, name, time: now, ...config, ...(options.closed === true ? { closed: true } : {}) }
     await this.#write(stream, { kind: CREATE, header, data }, (lsn) => {
       stream.durable = true
@@ -649,10 +653,14 @@ export class StreamStore implements StreamEvents {
   #maintain(): void {
     if (this.#closed || this.#failure !== undefined) return
     const now = this.#now()
-    for (const s of this.#byName.values()) {
-      if (s.deleted === 'no' && s.durable && s.expired(now)) this.#expire(s)
-      else if (this.#options.retention !== undefined && s.deleted === 'no') {
-        retainStream(s, this.#options.retention, now, (r, apply) => void this.#write(s, r, apply).catch(() => {}))
+    for (const s of this.#expiring) {
+      if (s.deleted !== 'no') this.#expiring.delete(s)
+      else if (s.durable && s.expired(now)) this.#expire(s)
+    }
+    const retention = this.#options.retention
+    if (retention !== undefined) {
+      for (const s of this.#byName.values()) {
+        if (s.deleted === 'no') retainStream(s, retention, now, (r, apply) => void this.#write(s, r, apply).catch(() => {}))
       }
     }
     for (let i = 0; i < this.#wals.length; i++) this.#compactShard(i, false).catch(() => {})
@@ -661,7 +669,7 @@ export class StreamStore implements StreamEvents {
   #compactShard(shard: number, force: boolean): Promise<void> {
     const running = this.#compacting.get(shard)
     if (running !== undefined) return running
-    const streams = [...this.#byUid.values()].filter((s) => s.shard === shard)
+    const streams = () => [...this.#byUid.values()].filter((s) => s.shard === shard)
     const job = compactShard(this.#wals[shard]!, streams, {
       ...this.#options.compaction,
       force,
