@@ -3,7 +3,7 @@
 // subscription API in stream-subscriptions.ts.
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import { join } from 'node:path'
 import { SturdyError } from './errors.js'
 import { StreamError } from './stream-error.js'
@@ -76,6 +76,8 @@ const PREFLIGHT_HEADERS = {
   'Access-Control-Max-Age': '86400',
 }
 const CATCH_UP_CACHE = 'public, max-age=60, stale-while-revalidate=300'
+/** A connection with no request in progress for this long is closed. */
+const IDLE_CONNECTION_MS = 10_000
 
 /**
  * Start a Durable Streams server on a {@link StreamStore} in `dir`: PUT / POST / GET / HEAD /
@@ -111,13 +113,23 @@ export async function createStreamServer(options: StreamServerOptions): Promise<
     closing: new AbortController(),
     base: '',
   }
+  const busy = new Set<Socket>()
   const server = createServer((req, res) => {
+    const socket = req.socket
+    busy.add(socket)
+    res.on('close', () => busy.delete(socket))
     handle(ctx, req, res).catch((e: unknown) => fail(res, e))
   })
-  // Slow or abandoned clients: bound how long a request may take to arrive.
+  // Slow or abandoned clients: bound how long a request may take to arrive, and close connections
+  // that sit idle with no request in progress (long-polls and SSE responses are in progress).
   server.headersTimeout = 10_000
   server.requestTimeout = 30_000
   server.keepAliveTimeout = 5_000
+  server.on('connection', (socket) => {
+    socket.setTimeout(IDLE_CONNECTION_MS, () => {
+      if (!busy.has(socket)) socket.destroy()
+    })
+  })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(options.port ?? 4437, options.host ?? '127.0.0.1', () => {
@@ -356,6 +368,11 @@ function reply(res: ServerResponse, status: number, message: string, req?: Incom
 }
 
 function fail(res: ServerResponse, e: unknown): void {
+  // The client went away mid-request: nobody to answer, nothing to report.
+  if (res.destroyed || res.socket === null || res.socket.destroyed || (e as NodeJS.ErrnoException)?.code === 'ECONNRESET') {
+    res.destroy()
+    return
+  }
   if (e instanceof StreamError) return reply(res, e.status, e.message, res.req, { ...e.headers })
   if (e instanceof SturdyError) return reply(res, e.code === 'ERR_CLOSED' ? 503 : 500, `storage error: ${e.code}`, res.req)
   console.error('sturdy stream server: unexpected error', e)
