@@ -49,16 +49,18 @@ export async function compactShard(
   for (const s of streams) {
     await s.commit
     if (s.deleted === 'hard') continue
-    inFlight.push(options.write(s, { kind: SNAPSHOT, header: snapshotOf(s), data: Buffer.alloc(0) }, () => {}))
+    inFlight.push(observed(options.write(s, { kind: SNAPSHOT, header: snapshotOf(s), data: Buffer.alloc(0) }, () => {})))
     const moves = s.positions.map((at, i) => ({ at, lsn: s.lsns[i]!, time: s.times[i]! })).filter((c) => c.lsn < cut)
     for (const { at, lsn, time } of moves) {
       const record = wal.readSync(lsn)
       const data = record.subarray(dataStart(record))
       inFlight.push(
-        options.write(s, { kind: MOVE, header: { uid: s.uid, at, time }, data }, (moved) => {
-          const i = s.chunkAt(at)
-          if (i >= 0 && s.positions[i] === at) s.lsns[i] = moved
-        }),
+        observed(
+          options.write(s, { kind: MOVE, header: { uid: s.uid, at, time }, data }, (moved) => {
+            const i = s.chunkAt(at)
+            if (i >= 0 && s.positions[i] === at) s.lsns[i] = moved
+          }),
+        ),
       )
       bytes += data.length
       if (bytes >= MOVE_WINDOW) {
@@ -70,6 +72,12 @@ export async function compactShard(
   }
   await Promise.all(inFlight)
   await wal.truncateBefore(cut)
+}
+
+/** `p`, with a handler attached now: it is awaited only later, and a failure poisons the store anyway. */
+function observed(p: Promise<void>): Promise<void> {
+  p.catch(() => {})
+  return p
 }
 
 /** The record that restores `s` (as accepted so far) once its creation is compacted away. */

@@ -12,6 +12,7 @@ export const LAYOUT_FORMAT = 1
 /** How names map to shards: FNV-1a (32 bit) of the name's UTF-8 bytes, modulo the shard count. */
 export const HASH_POLICY = 'fnv1a32-utf8-mod'
 const MANIFEST = 'layout.json'
+const MAX_SHARDS = 1024
 
 interface Manifest {
   format: number
@@ -40,6 +41,9 @@ export function shardDir(dir: string, i: number): string {
  * `LAYOUT_MISMATCH`, as is another format or hash policy.
  */
 export async function openLayout(dir: string, requested: number | undefined): Promise<number> {
+  if (requested !== undefined && (!Number.isSafeInteger(requested) || requested < 1 || requested > MAX_SHARDS)) {
+    throw new StreamError('INVALID_ARG', `shards must be an integer from 1 to ${MAX_SHARDS}`)
+  }
   await mkdir(dir, { recursive: true })
   let text: string | undefined
   try {
@@ -64,6 +68,7 @@ export async function openLayout(dir: string, requested: number | undefined): Pr
   } catch {
     throw new StreamError('LAYOUT_MISMATCH', `${join(dir, MANIFEST)} is not valid JSON`)
   }
+  if (manifest === null || typeof manifest !== 'object') throw new StreamError('LAYOUT_MISMATCH', `${join(dir, MANIFEST)} is not a layout manifest`)
   const where = join(dir, MANIFEST)
   if (manifest.format !== LAYOUT_FORMAT) {
     throw new StreamError('LAYOUT_MISMATCH', `${where}: format ${manifest.format}, this version reads format ${LAYOUT_FORMAT}`)
@@ -71,7 +76,7 @@ export async function openLayout(dir: string, requested: number | undefined): Pr
   if (manifest.hash !== HASH_POLICY) {
     throw new StreamError('LAYOUT_MISMATCH', `${where}: hash policy ${JSON.stringify(manifest.hash)}, expected ${JSON.stringify(HASH_POLICY)}`)
   }
-  if (!Number.isSafeInteger(manifest.shards) || manifest.shards < 1) {
+  if (!Number.isSafeInteger(manifest.shards) || manifest.shards < 1 || manifest.shards > MAX_SHARDS) {
     throw new StreamError('LAYOUT_MISMATCH', `${where}: invalid shard count ${JSON.stringify(manifest.shards)}`)
   }
   if (requested !== undefined && requested !== manifest.shards) {

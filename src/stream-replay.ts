@@ -74,12 +74,18 @@ export async function replayShards(wals: readonly Wal[], now: number): Promise<S
           break
         }
         case MOVE:
-          if (s === undefined) throw new SturdyError('ERR_CORRUPT', `stream record ${where} moves data of an unknown stream`)
-          addChunk(s, r.header.at, lsn, r.header.time)
-          unsorted.add(s)
+          // An earlier compaction's snapshot may be gone while its moves remain: the next
+          // snapshot of the stream adopts them, like appends.
+          if (s === undefined) pushOrphan(orphans, r.header.uid, r.header.at, lsn, r.header.time)
+          else {
+            addChunk(s, r.header.at, lsn, r.header.time)
+            unsorted.add(s)
+          }
           break
         case RETAIN:
-          if (s !== undefined) dropBelow(s, r.header.start)
+          if (s === undefined) break
+          if (unsorted.delete(s)) sortChunks(s) // dropBelow needs chunks in position order
+          dropBelow(s, r.header.start)
           break
       }
     }
@@ -157,6 +163,13 @@ function settle(byUid: Map<string, Stream>, deleted: Set<Stream>): Stream[] {
   for (const s of byUid.values()) {
     if (s.config.fork === undefined) continue
     const source = byUid.get(s.config.fork.uid)
+    if (source === undefined && deleted.has(s)) {
+      // A deleted fork whose source compaction already dropped: gone too.
+      s.deleted = 'hard'
+      byUid.delete(s.uid)
+      deleted.delete(s)
+      continue
+    }
     if (source === undefined) throw new SturdyError('ERR_CORRUPT', `stream ${JSON.stringify(s.name)} is a fork of a stream that is missing`)
     s.source = source
     source.forks++

@@ -222,7 +222,7 @@ export class StreamStore implements StreamEvents {
         wals.push(
           await Wal.open(shardDir(dir, i), {
             segmentBytes: options.segmentBytes ?? 64 << 20,
-            maxRecordBytes: options.maxRecordBytes ?? 16 << 20,
+            ...(options.maxRecordBytes !== undefined ? { maxRecordBytes: options.maxRecordBytes } : {}),
             ...(options.disk !== undefined ? { disk: options.disk } : {}),
           }),
         )
@@ -268,6 +268,15 @@ export class StreamStore implements StreamEvents {
    */
   async create(name: string, options: CreateOptions = {}): Promise<{ created: boolean; info: StreamInfo }> {
     this.#checkOpen()
+    if (options.forkFrom !== undefined) {
+      // The fork's record goes to its own shard: its source's creation must be durable first, or
+      // a crash could keep the fork and lose the source.
+      const pending = this.#byName.get(options.forkFrom)
+      if (pending !== undefined && !pending.durable) {
+        await pending.commit
+        this.#checkOpen()
+      }
+    }
     const now = this.#now()
     const existing = this.#byName.get(name)
     if (existing !== undefined && existing.deleted === 'soft') {
@@ -297,13 +306,14 @@ export class StreamStore implements StreamEvents {
     stream.source = source
     let data = options.data ?? Buffer.alloc(0)
     if (stream.json && data.length > 0) data = jsonMessages(data, true)
+    const header = { uid: stream.uid, name, time: now, ...config, ...(options.closed === true ? { closed: true } : {}) }
+    this.#checkSize(stream.shard, header, data)
     if (source !== undefined) source.forks++
     stream.acceptedTail = stream.base + data.length
     stream.acceptedClosed = options.closed === true
     this.#byName.set(name, stream)
     this.#byUid.set(stream.uid, stream)
     if (config.ttl !== undefined || config.expiresAt !== undefined) this.#expiring.add(stream)
-    const header = { uid: stream.uid, name, time: now, ...config, ...(options.closed === true ? { closed: true } : {}) }
     await this.#write(stream, { kind: CREATE, header, data }, (lsn) => {
       stream.durable = true
       if (data.length > 0) this.#addChunk(stream, stream.base, lsn, now)
@@ -360,17 +370,8 @@ export class StreamStore implements StreamEvents {
       throw new StreamError('SEQ_CONFLICT', `Stream-Seq ${JSON.stringify(options.seq)} is not above ${JSON.stringify(s.seq)}`)
     }
     const data = s.json && body.length > 0 ? jsonMessages(body, false) : body
-    // Accept: from here the writer state moves on, before the record is durable.
     const at = s.acceptedTail
-    s.acceptedTail += data.length
-    if (options.seq !== undefined) s.seq = options.seq
     const tuple: ProducerTuple | undefined = p && [p.id, p.epoch, p.seq]
-    if (p !== undefined) s.producers.set(p.id, [p.epoch, p.seq])
-    if (close) {
-      s.acceptedClosed = true
-      s.closedBy = tuple
-    }
-    s.lastAccess = now
     const header = {
       uid: s.uid,
       at,
@@ -379,6 +380,16 @@ export class StreamStore implements StreamEvents {
       ...(tuple ? { producer: tuple } : {}),
       ...(close ? { close: true } : {}),
     }
+    this.#checkSize(s.shard, header, data)
+    // Accept: from here the writer state moves on, before the record is durable.
+    s.acceptedTail += data.length
+    if (options.seq !== undefined) s.seq = options.seq
+    if (p !== undefined) s.producers.set(p.id, [p.epoch, p.seq])
+    if (close) {
+      s.acceptedClosed = true
+      s.closedBy = tuple
+    }
+    s.lastAccess = now
     const end = s.acceptedTail
     await this.#write(s, { kind: APPEND, header, data }, (lsn) => {
       if (data.length > 0) this.#addChunk(s, at, lsn, now)
@@ -409,6 +420,7 @@ export class StreamStore implements StreamEvents {
     if (!s.durable) await s.commit
     s.lastAccess = now
     const from = offset.kind === 'start' ? this.#startOf(s) : offset.kind === 'now' ? s.tail : offset.position
+    if (!Number.isSafeInteger(from) || from < 0) throw new StreamError('INVALID_OFFSET', 'a position is a non-negative integer')
     if (from > s.tail) throw new StreamError('INVALID_OFFSET', 'offset is beyond the end of the stream')
     const parts: Buffer[] = []
     const end = offset.kind === 'now' ? s.tail : this.#collect(s, from, s.tail, maxBytes, parts)
@@ -465,6 +477,7 @@ export class StreamStore implements StreamEvents {
 
   /** Compact every shard now (normally it runs on its own). */
   async compact(): Promise<void> {
+    this.#checkOpen()
     for (let i = 0; i < this.#wals.length; i++) await this.#compactShard(i, true)
   }
 
@@ -484,6 +497,14 @@ export class StreamStore implements StreamEvents {
   #checkOpen(): void {
     if (this.#closed) throw new StreamError('CLOSED', 'the stream store is closed')
     this.#checkHealthy()
+  }
+
+  /** Refuse a record the shard's WAL would refuse, before any state moves (`TOO_LARGE`). */
+  #checkSize(shard: number, header: object, data: Buffer): void {
+    const limit = this.#wals[shard]!.maxRecordBytes
+    if (data.length + 5 > limit || data.length + 5 + Buffer.byteLength(JSON.stringify(header)) > limit) {
+      throw new StreamError('TOO_LARGE', `the record would exceed the store's limit of ${limit} bytes`)
+    }
   }
 
   #checkHealthy(): void {
@@ -544,6 +565,7 @@ export class StreamStore implements StreamEvents {
     let at = options.forkOffset === undefined || options.forkOffset === 'now' ? source.tail : parseForkOffset(options.forkOffset, source)
     if (at > source.tail) throw new StreamError('INVALID_ARG', 'fork offset is beyond the end of the source')
     if (at < this.#startOf(source)) throw new StreamError('GONE', 'fork offset is below the retained data of the source')
+    if (source.json) this.#collect(source, at, at, 0, []) // INVALID_OFFSET unless between two messages
     const sub = options.forkSubOffset ?? 0
     if (!Number.isSafeInteger(sub) || sub < 0) throw new StreamError('INVALID_ARG', 'fork sub-offset must be a non-negative integer')
     if (sub > 0) {
@@ -608,6 +630,7 @@ export class StreamStore implements StreamEvents {
    */
   async #write(s: Stream, record: StreamRecord, apply: (lsn: number) => void): Promise<void> {
     const durable = this.#wals[s.shard]!.append(encodeStreamRecord(record))
+    durable.catch(() => {}) // observed below, after the stream's earlier writes; no unhandled rejection meanwhile
     const applied = s.commit.then(async () => {
       let lsn: number
       try {
@@ -635,7 +658,7 @@ export class StreamStore implements StreamEvents {
 
   /** `s` is gone for good: release its source, and the source too if it was only kept for forks. */
   #drop(s: Stream): void {
-    this.#byUid.delete(s.uid)
+    if (!this.#byUid.delete(s.uid)) return // already dropped by the cascade of one of its forks
     for (let src = s.source; src !== undefined; src = src.source) {
       if (--src.forks > 0 || src.deleted !== 'soft') break
       src.deleted = 'hard'
