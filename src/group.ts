@@ -100,11 +100,19 @@ export class Group {
   }
 }
 
-/** LSNs of records at increasing group offsets, in one pass over the anchors. */
-export function lsnsAt(anchors: Float64Array, offsets: Float64Array): number[] {
-  const out = new Array<number>(offsets.length)
+/**
+ * LSNs of records at increasing group offsets, in one pass over the anchors: `offsets[from..to)`
+ * into the same places of `out`.
+ */
+export function lsnsAt(
+  anchors: Float64Array,
+  offsets: Float64Array,
+  out: number[] = new Array<number>(offsets.length),
+  from = 0,
+  to = offsets.length,
+): number[] {
   let i = 0
-  for (let k = 0; k < offsets.length; k++) {
+  for (let k = from; k < to; k++) {
     const o = offsets[k]
     while (i + 2 < anchors.length && anchors[i + 2] <= o) i += 2
     out[k] = anchors[i + 1] + (o - anchors[i])

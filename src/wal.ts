@@ -129,6 +129,15 @@ function checkDir(dir: unknown): string {
   return dir
 }
 
+/** A group this large is handed to the committer at once, without waiting for the turn to end. */
+const LARGE_GROUP = 4 << 20
+/**
+ * A large `appendBatch` goes to the committer in slices of this size as it is staged (each slice
+ * is durable before the next is written, which recovery relies on). Staging buffers up to this
+ * size are pooled, so slices reuse memory instead of faulting in fresh pages.
+ */
+const BATCH_SLICE = 8 << 20
+
 /**
  * A durable, append-only write-ahead log.
  *
@@ -244,23 +253,47 @@ export class Wal {
     return done
   }
 
-  /** Append several records as one group with one durability barrier; resolves with their LSNs. */
+  /**
+   * Append several records; resolves with their LSNs once all are durable. A small batch is one
+   * group (one write, one barrier); a large one is handed to the disk in slices of a few MiB as
+   * it is staged, so copying the next slice overlaps writing the last. Either way a crash keeps
+   * a prefix of the batch, in order. Every record is checked before any is written.
+   */
   appendBatch(records: readonly RecordData[]): Promise<number[]> {
-    let offsets: Float64Array
-    let group: Group
+    const offsets = new Float64Array(Array.isArray(records) ? records.length : 0)
+    /** Each slice: its group and the index of its first record. */
+    const slices: { group: Group; first: number }[] = []
     try {
       if (!Array.isArray(records)) throw invalidArg('appendBatch takes an array of records')
       const lens = new Float64Array(records.length)
       let total = 0
       for (let i = 0; i < records.length; i++) total += (lens[i] = this.#measure(records[i])) + FRAME_HEADER
-      group = this.#gather(total)
-      offsets = new Float64Array(records.length)
-      for (let i = 0; i < records.length; i++) offsets[i] = group.add(records[i], lens[i])
+      let group = this.#gather(Math.min(total, BATCH_SLICE))
+      slices.push({ group, first: 0 })
+      for (let i = 0; i < records.length; i++) {
+        if (group.size >= BATCH_SLICE) {
+          this.#flush() // declines (the group keeps gathering) while too many bytes are in flight
+          if (this.#group !== group) {
+            total -= group.size
+            group = this.#gather(Math.min(total, BATCH_SLICE))
+            slices.push({ group, first: i })
+          }
+        }
+        offsets[i] = group.add(records[i], lens[i])
+      }
     } catch (e) {
       return Promise.reject(e)
     }
-    const done = group.done.then((anchors) => lsnsAt(anchors, offsets))
-    this.#flushIfLarge(group)
+    const last = slices[slices.length - 1]!.group
+    const done = Promise.all(slices.map((s) => s.group.done)).then((anchors) => {
+      const lsns = new Array<number>(offsets.length)
+      for (let k = 0; k < slices.length; k++) {
+        const end = k + 1 < slices.length ? slices[k + 1]!.first : offsets.length
+        lsnsAt(anchors[k]!, offsets, lsns, slices[k]!.first, end)
+      }
+      return lsns
+    })
+    this.#flushIfLarge(last)
     return done
   }
 
@@ -439,7 +472,7 @@ export class Wal {
   }
 
   #flushIfLarge(group: Group): void {
-    if (group.size >= 4 << 20) this.#flush()
+    if (group.size >= LARGE_GROUP) this.#flush()
   }
 
   /**

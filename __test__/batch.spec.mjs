@@ -1,0 +1,80 @@
+// Large appendBatch calls go to the disk in slices as they are staged. These specs check what
+// that must not change: LSNs and order across slices, all-or-nothing validation, appends around
+// the batch keeping call order, and a crash in the middle keeping a prefix of the batch.
+import test from 'ava'
+
+import { Wal, SturdyError } from '../dist/index.mjs'
+import { SimulatedDisk } from '../dist/testing.mjs'
+
+import { tmpDir, rng } from './helpers.mjs'
+
+/** `n` records of 100 bytes, each naming its index. */
+function records(n, tag = 'r') {
+  return Array.from({ length: n }, (_, i) => Buffer.from(`${tag}${i}:`.padEnd(100, '.')))
+}
+
+test('a batch of 30 MB spans several slices: increasing LSNs, every record in order', async (t) => {
+  const wal = await Wal.open(tmpDir(t))
+  const recs = records(300_000)
+  const before = wal.append('before')
+  const lsns = await wal.appendBatch(recs)
+  const after = wal.append('after')
+  t.is(lsns.length, recs.length)
+  // Records are 108 bytes framed; a slice written in a later commit starts after its commit marker.
+  for (let i = 1; i < lsns.length; i++) if (lsns[i] < lsns[i - 1] + 108) t.fail(`LSN ${i} is ${lsns[i]}, after ${lsns[i - 1]}`)
+  for (let i = 0; i < lsns.length; i += 997) t.true((await wal.read(lsns[i])).equals(recs[i]), `record ${i} at its LSN`)
+  t.true((await before) < lsns[0], 'an append made before the batch comes before it')
+  t.true((await after) > lsns.at(-1), 'an append made after the batch comes after it')
+  let i = -1
+  for await (const { data } of wal.entries()) {
+    if (i >= 0 && i < recs.length && !data.equals(recs[i])) t.fail(`record ${i} differs`)
+    i++
+  }
+  t.is(i, recs.length + 1, 'before, the batch, after')
+  await wal.close()
+})
+
+test('a bad record at the end of a large batch rejects the whole batch before anything is written', async (t) => {
+  const wal = await Wal.open(tmpDir(t), { maxRecordBytes: 1000 })
+  const next = wal.nextLsn
+  const recs = records(200_000)
+  recs.push(Buffer.alloc(1001))
+  const e = await t.throwsAsync(wal.appendBatch(recs))
+  t.true(e instanceof SturdyError)
+  t.is(e.code, 'ERR_RECORD_TOO_LARGE')
+  await wal.sync()
+  t.is(wal.nextLsn, next, 'nothing was written')
+  await wal.close()
+})
+
+test('a crash while a large batch is being written keeps a prefix of it, in order', async (t) => {
+  const seeds = Number(process.env.STURDY_BATCH_SEEDS ?? 12)
+  const shapes = new Set()
+  for (let seed = 1; seed <= seeds; seed++) {
+    const r = rng(seed)
+    const disk = new SimulatedDisk({ seed })
+    const wal = await Wal.open('log', { disk, segmentBytes: 4 << 20 })
+    const recs = records(150_000, `s${seed}-`)
+    disk.crashAfter(r.int(1, 40))
+    const acked = await wal.appendBatch(recs).then(
+      () => true,
+      () => false,
+    )
+    await wal.close().catch(() => {})
+    if (disk.stats.crashes === 0) disk.crash()
+    const again = await Wal.open('log', { disk, segmentBytes: 4 << 20 })
+    let n = 0
+    for await (const { data } of again.entries()) {
+      if (!data.equals(recs[n])) {
+        t.fail(`seed ${seed}: record ${n} is not the batch's record ${n}`)
+        break
+      }
+      n++
+    }
+    if (acked) t.is(n, recs.length, `seed ${seed}: an acknowledged batch is whole`)
+    shapes.add(n === 0 ? 'none' : n === recs.length ? 'all' : 'prefix')
+    await again.close()
+  }
+  t.log(`outcomes: ${[...shapes].join(', ')}`)
+  t.true(shapes.has('prefix'), 'some crash fell between slices')
+})
