@@ -185,3 +185,18 @@ export function rng(seed) {
   const int = (lo, hi) => lo + Math.floor(next() * (hi - lo))
   return { next, int }
 }
+
+/** FNV-1a (32 bit) of the UTF-8 name, modulo `shards`: the stream store's documented hash policy, written out independently. */
+export function shardOf(name, shards) {
+  let h = 0x811c9dc5
+  for (const byte of Buffer.from(name, 'utf8')) {
+    h ^= byte
+    h = Math.imul(h, 0x01000193) >>> 0
+  }
+  return h % shards
+}
+
+/** The first name `${prefix}${i}` that lands in `shard`. */
+export function nameIn(shard, shards, prefix) {
+  for (let i = 0; ; i++) if (shardOf(`${prefix}${i}`, shards) === shard) return `${prefix}${i}`
+}

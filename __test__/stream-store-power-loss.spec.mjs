@@ -20,11 +20,11 @@ import test from 'ava'
 import { StreamStore, StreamError, SturdyError, parseOffset } from '../dist/index.mjs'
 import { SimulatedDisk } from '../dist/testing.mjs'
 
-import { rng } from './helpers.mjs'
+import { rng, shardOf, nameIn } from './helpers.mjs'
 
 const SCHEDULES = Number(process.env.STURDY_SCHEDULES ?? 1000)
 const FIRST_SEED = Number(process.env.STURDY_SEED ?? 1)
-/** STURDY_NO_COMPACT=1 leaves compaction out of the schedules (to look past its known failures). */
+/** STURDY_NO_COMPACT=1 leaves compaction out of the schedules (to isolate a failure). */
 const COMPACT = process.env.STURDY_NO_COMPACT !== '1'
 const SHARDS = 2
 const OPTS = { segmentBytes: 4096, maxRecordBytes: 4000, sweepIntervalMs: 3_600_000 }
@@ -409,18 +409,6 @@ test(`every acknowledged stream operation survives ${SCHEDULES} simulated power 
 
 // ---- targeted crash and failure cases ----
 
-/** FNV-1a (32 bit) of the UTF-8 name, modulo `shards` (the documented hash policy, written out independently). */
-function shardOf(name, shards) {
-  let h = 0x811c9dc5
-  for (const byte of Buffer.from(name, 'utf8')) {
-    h ^= byte
-    h = Math.imul(h, 0x01000193) >>> 0
-  }
-  return h % shards
-}
-const nameIn = (shard, shards, prefix) => {
-  for (let i = 0; ; i++) if (shardOf(`${prefix}${i}`, shards) === shard) return `${prefix}${i}`
-}
 
 test('a failed barrier: the write is refused, never reported as success, and the whole store refuses further writes', async (t) => {
   for (const seed of [1, 2, 3, 4]) {

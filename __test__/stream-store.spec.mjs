@@ -10,7 +10,7 @@ import test from 'ava'
 import { StreamStore, StreamError, SturdyError, formatOffset, parseOffset } from '../dist/index.mjs'
 import { SimulatedDisk } from '../dist/testing.mjs'
 
-import { tmpDir } from './helpers.mjs'
+import { tmpDir, shardOf, nameIn } from './helpers.mjs'
 
 const BIN = 'application/octet-stream'
 const TEXT = 'text/plain; charset=utf-8'
@@ -20,20 +20,6 @@ const SMALL = { segmentBytes: 4096, maxRecordBytes: 4000 }
 
 // ---- helpers ----
 
-/** FNV-1a (32 bit) of the UTF-8 name, modulo `shards`: the documented hash policy, written out independently. */
-function shardOf(name, shards) {
-  let h = 0x811c9dc5
-  for (const byte of Buffer.from(name, 'utf8')) {
-    h ^= byte
-    h = Math.imul(h, 0x01000193) >>> 0
-  }
-  return h % shards
-}
-
-/** A name starting with `prefix` that lands in `shard` of `shards`. */
-function nameIn(shard, shards, prefix) {
-  for (let i = 0; ; i++) if (shardOf(`${prefix}${i}`, shards) === shard) return `${prefix}${i}`
-}
 
 const pos = (offset) => parseOffset(offset).position
 

@@ -11,6 +11,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 import { chart } from './chart.mjs'
+import { scratchDir } from './scratch.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3)
@@ -27,21 +28,7 @@ for (const f of peerFiles) {
   }
 }
 
-const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'sturdy-bench-'))
-const cleanup = () => fs.rmSync(scratch, { recursive: true, force: true })
-process.on('exit', cleanup)
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.on(signal, () => {
-    cleanup()
-    process.exit(130)
-  })
-}
-let dirs = 0
-const freshDir = () => {
-  const d = path.join(scratch, String(dirs++))
-  fs.mkdirSync(d)
-  return d
-}
+const { dir: scratch, fresh: freshDir } = scratchDir('bench')
 
 /** The raw limit: a tiny C program doing pwrite + fdatasync of `bytes` per cycle. */
 const raw = (() => {

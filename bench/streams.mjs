@@ -21,6 +21,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { scratchDir } from './scratch.mjs'
 
 const self = fileURLToPath(import.meta.url)
 const here = path.dirname(self)
@@ -102,25 +103,14 @@ async function main() {
     memory: 'nothing durable (the reference without a dataDir): the HTTP + load-generator ceiling, not a peer',
   }
 
-  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'sturdy-streams-bench-'))
   const children = new Set()
-  const cleanup = () => {
+  const { fresh } = scratchDir('streams-bench', () => {
     for (const c of children) c.kill('SIGKILL')
-    fs.rmSync(scratch, { recursive: true, force: true })
-  }
-  process.on('exit', cleanup)
-  for (const signal of ['SIGINT', 'SIGTERM']) {
-    process.on(signal, () => {
-      cleanup()
-      process.exit(130)
-    })
-  }
-  let dirs = 0
+  })
 
   /** Starts `kind` in a child process with a fresh data dir; resolves to its handle. */
   async function start(kind) {
-    const dir = path.join(scratch, `${kind}-${dirs++}`)
-    fs.mkdirSync(dir)
+    const dir = fresh(`${kind}-`)
     const child = fork(self, ['--serve', kind, dir], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
     children.add(child)
     // Keep the tail of its output for error reports; a pipe nobody reads would block the child.
