@@ -70,9 +70,16 @@ const report = (workload, rows, unit, better) => {
   results[workload] = { rows, unit, better }
 }
 
+/** Let the disk finish writing back earlier runs' data, so one run's writeback does not slow the next. */
+async function quiesce() {
+  execFileSync('sync')
+  await new Promise((resolve) => setTimeout(resolve, 500))
+}
+
 async function withEach(fn) {
   const rows = []
   for (const peer of peers) {
+    await quiesce()
     const store = await peer.open(freshDir())
     try {
       rows.push({ name: peer.name, value: await fn(store, peer) })
