@@ -6,7 +6,7 @@
 import type { Wal } from './wal.js'
 import type { Stream } from './stream-state.js'
 import { dropBelow } from './stream-replay.js'
-import { dataStart, MOVE, RETAIN, SNAPSHOT, type StreamRecord } from './stream-record.js'
+import { dataStart, MOVE, PRODUCERS, RETAIN, SNAPSHOT, type ProducerState, type StreamRecord } from './stream-record.js'
 
 /**
  * When compaction rewrites a shard.
@@ -32,7 +32,7 @@ const MOVE_WINDOW = 8 << 20
 export async function compactShard(
   wal: Wal,
   shardStreams: () => readonly Stream[],
-  options: CompactionOptions & { force: boolean; write: Write },
+  options: CompactionOptions & { force: boolean; write: Write; maxRecordBytes: number },
 ): Promise<void> {
   const logBytes = wal.nextLsn - wal.firstLsn
   const minLogBytes = options.minLogBytes ?? 256 << 20
@@ -49,7 +49,8 @@ export async function compactShard(
   for (const s of streams) {
     await s.commit
     if (s.deleted === 'hard') continue
-    inFlight.push(observed(options.write(s, { kind: SNAPSHOT, header: snapshotOf(s), data: Buffer.alloc(0) }, () => {})))
+    // The snapshot and its producer records are written in one go, so no append falls between them.
+    for (const record of snapshotRecords(s, options.maxRecordBytes)) inFlight.push(observed(options.write(s, record, () => {})))
     const moves = s.positions.map((at, i) => ({ at, lsn: s.lsns[i]!, time: s.times[i]! })).filter((c) => c.lsn < cut)
     for (const { at, lsn, time } of moves) {
       const record = wal.readSync(lsn)
@@ -80,9 +81,13 @@ function observed(p: Promise<void>): Promise<void> {
   return p
 }
 
-/** The record that restores `s` (as accepted so far) once its creation is compacted away. */
-function snapshotOf(s: Stream) {
-  return {
+/**
+ * The records that restore `s` (as accepted so far) once its creation is compacted away: a
+ * snapshot, then as many producer records as its producer states need to stay under the WAL's
+ * record limit.
+ */
+function snapshotRecords(s: Stream, maxRecordBytes: number): StreamRecord[] {
+  const header = {
     uid: s.uid,
     name: s.name,
     time: Date.now(),
@@ -91,10 +96,27 @@ function snapshotOf(s: Stream) {
     start: s.start,
     tail: s.acceptedTail,
     ...(s.seq !== undefined ? { seq: s.seq } : {}),
-    producers: Object.fromEntries(s.producers),
+    producers: {},
     ...(s.closedBy !== undefined ? { closedBy: s.closedBy } : {}),
-    ...(s.deleted === 'soft' ? { deleted: true } : {}),
+    // A deletion still on its way to disk precedes this snapshot in the log: it counts.
+    ...(s.deleted === 'soft' || s.deleting ? { deleted: true } : {}),
   }
+  const records: StreamRecord[] = [{ kind: SNAPSHOT, header, data: Buffer.alloc(0) }]
+  const budget = Math.floor(maxRecordBytes / 2) // room for the record's own framing and header
+  let batch: Record<string, ProducerState> = {}
+  let size = 0
+  for (const [id, state] of s.producers) {
+    const entry = Buffer.byteLength(JSON.stringify(id)) + 48
+    if (size + entry > budget && size > 0) {
+      records.push({ kind: PRODUCERS, header: { uid: s.uid, producers: batch }, data: Buffer.alloc(0) })
+      batch = {}
+      size = 0
+    }
+    batch[id] = state
+    size += entry
+  }
+  if (size > 0) records.push({ kind: PRODUCERS, header: { uid: s.uid, producers: batch }, data: Buffer.alloc(0) })
+  return records
 }
 
 /**
@@ -113,6 +135,7 @@ export function retainStream(
   if (policy.maxBytes !== undefined) while (first < n && s.chunkEnd(first) <= s.tail - policy.maxBytes) first++
   if (policy.maxAgeMs !== undefined) while (first < n && s.times[first]! < now - policy.maxAgeMs) first++
   const start = first < n ? s.positions[first]! : s.tail
-  if (start <= s.start) return
+  if (start <= s.acceptedStart) return
+  s.acceptedStart = start // forks created from now on must begin at or above it
   write({ kind: RETAIN, header: { uid: s.uid, start }, data: Buffer.alloc(0) }, () => dropBelow(s, start))
 }

@@ -4,6 +4,7 @@
 import { StreamError } from './stream-error.js'
 
 const COMMA = 0x2c
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }) // a BOM stays, and is not JSON
 
 /** True for content types whose streams are in JSON mode. */
 export function isJsonType(mediaType: string): boolean {
@@ -18,9 +19,9 @@ export function isJsonType(mediaType: string): boolean {
 export function jsonMessages(body: Buffer, allowEmpty: boolean): Buffer {
   let value: unknown
   try {
-    value = JSON.parse(body.toString('utf8'))
+    value = JSON.parse(UTF8.decode(body)) // fatal: invalid UTF-8 is not JSON (the bytes are stored as sent)
   } catch {
-    throw new StreamError('INVALID_ARG', 'body is not valid JSON')
+    throw new StreamError('INVALID_ARG', 'body is not valid JSON (in UTF-8)')
   }
   const parts = Array.isArray(value) ? arrayElements(body) : [trim(body, 0, body.length)]
   if (parts.length === 0 && !allowEmpty) throw new StreamError('INVALID_ARG', 'an empty JSON array appends nothing')
@@ -81,8 +82,8 @@ export function jsonArray(stored: Buffer): Buffer {
 }
 
 /**
- * Byte length of the first `count` messages of `stored`, or `undefined` if it holds fewer. Stored
- * text is compact JSON, so a message ends at a comma outside strings, arrays and objects.
+ * Byte length of the first `count` messages of `stored`, or `undefined` if it holds fewer. A
+ * stored message ends at a comma outside strings, arrays and objects.
  */
 export function messagesLength(stored: Buffer, count: number): number | undefined {
   if (count === 0) return 0
@@ -101,12 +102,20 @@ export function messagesLength(stored: Buffer, count: number): number | undefine
   return undefined
 }
 
-/** True if `offset` (inside `stored`) falls between two messages. */
+/** True if `offset` (inside `stored`) falls between two messages: one pass, up to `offset`. */
 export function isMessageBoundary(stored: Buffer, offset: number): boolean {
   if (offset === 0 || offset === stored.length) return true
-  for (let n = 1; ; n++) {
-    const end = messagesLength(stored, n)
-    if (end === undefined || end > offset) return false
-    if (end === offset) return true
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < offset; i++) {
+    const c = stored[i]!
+    if (inString) {
+      if (c === 0x5c) i++
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) inString = true
+    else if (c === 0x5b || c === 0x7b) depth++
+    else if (c === 0x5d || c === 0x7d) depth--
+    else if (c === COMMA && depth === 0 && i + 1 === offset) return true
   }
+  return false
 }

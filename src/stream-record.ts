@@ -16,6 +16,8 @@ export const SNAPSHOT = 4
 export const MOVE = 5
 /** Retention: data below `start` is dropped. */
 export const RETAIN = 6
+/** Compaction: more producer states of the snapshot just before (a snapshot with many producers is split). */
+export const PRODUCERS = 7
 
 /** Kind (u8) and header length (u32 LE). */
 const PREFIX = 5
@@ -80,6 +82,11 @@ export interface RetainHeader {
   start: number
 }
 
+export interface ProducersHeader {
+  uid: string
+  producers: Record<string, ProducerState>
+}
+
 export type StreamRecord =
   | { kind: typeof CREATE; header: CreateHeader; data: Buffer }
   | { kind: typeof APPEND; header: AppendHeader; data: Buffer }
@@ -87,6 +94,7 @@ export type StreamRecord =
   | { kind: typeof SNAPSHOT; header: SnapshotHeader; data: Buffer }
   | { kind: typeof MOVE; header: MoveHeader; data: Buffer }
   | { kind: typeof RETAIN; header: RetainHeader; data: Buffer }
+  | { kind: typeof PRODUCERS; header: ProducersHeader; data: Buffer }
 
 /** `[kind u8][header length u32 LE][header as JSON][data]`. */
 export function encodeStreamRecord(record: StreamRecord): Buffer {
@@ -109,7 +117,7 @@ export function decodeStreamRecord(record: Buffer, where: string): StreamRecord 
   const corrupt = (why: string) => new SturdyError('ERR_CORRUPT', `stream record ${where} ${why}`)
   if (record.length < PREFIX) throw corrupt('is too short')
   const kind = record[0]!
-  if (kind < CREATE || kind > RETAIN) throw corrupt(`has unknown kind ${kind}`)
+  if (kind < CREATE || kind > PRODUCERS) throw corrupt(`has unknown kind ${kind}`)
   const end = PREFIX + record.readUInt32LE(1)
   if (end > record.length) throw corrupt('has a header longer than the record')
   let header: unknown

@@ -4,7 +4,7 @@
 import { SturdyError } from './errors.js'
 import type { Wal } from './wal.js'
 import { Stream } from './stream-state.js'
-import { APPEND, CREATE, DELETE, MOVE, RETAIN, SNAPSHOT, decodeStreamRecord, type SnapshotHeader } from './stream-record.js'
+import { APPEND, CREATE, DELETE, MOVE, PRODUCERS, RETAIN, SNAPSHOT, decodeStreamRecord, type SnapshotHeader } from './stream-record.js'
 
 /** Chunks seen for a stream before its snapshot (its creation was compacted away). */
 interface Orphans {
@@ -21,6 +21,7 @@ export async function replayShards(wals: readonly Wal[], now: number): Promise<S
   for (let shard = 0; shard < wals.length; shard++) {
     const wal = wals[shard]!
     const orphans = new Map<string, Orphans>()
+    const deletedOrphans = new Set<string>()
     for await (const { lsn, data } of wal.entries({ from: wal.firstLsn })) {
       const where = `in shard ${shard} at LSN ${lsn}`
       const r = decodeStreamRecord(data, where)
@@ -57,11 +58,12 @@ export async function replayShards(wals: readonly Wal[], now: number): Promise<S
         }
         case DELETE:
           if (s !== undefined) deleted.add(s)
+          else deletedOrphans.add(r.header.uid) // its creation was compacted away; a snapshot may follow
           break
         case SNAPSHOT: {
           const restored = s ?? fromSnapshot(r.header, shard, now)
           applySnapshot(restored, r.header)
-          if (r.header.deleted === true) deleted.add(restored)
+          if (r.header.deleted === true || deletedOrphans.has(restored.uid)) deleted.add(restored)
           const adopted = orphans.get(r.header.uid)
           if (adopted !== undefined) {
             orphans.delete(r.header.uid)
@@ -81,6 +83,10 @@ export async function replayShards(wals: readonly Wal[], now: number): Promise<S
             addChunk(s, r.header.at, lsn, r.header.time)
             unsorted.add(s)
           }
+          break
+        case PRODUCERS:
+          // Follows its snapshot; without it (dropped by a later compaction) a newer snapshot follows.
+          if (s !== undefined) for (const [id, state] of Object.entries(r.header.producers)) s.producers.set(id, state)
           break
         case RETAIN:
           if (s === undefined) break
@@ -116,17 +122,19 @@ function fromSnapshot(h: SnapshotHeader, shard: number, now: number): Stream {
 
 function applySnapshot(s: Stream, h: SnapshotHeader): void {
   s.tail = s.acceptedTail = h.tail
-  s.start = h.start
+  s.start = s.acceptedStart = h.start
   s.closed = s.acceptedClosed = h.closed === true
   s.seq = h.seq
   s.closedBy = h.closedBy
-  s.producers.clear()
+  // Merged, not replaced: the producer records that follow a snapshot may have been lost with a
+  // crash mid-compaction — then the older records they summarize are still in the log.
   for (const [id, state] of Object.entries(h.producers)) s.producers.set(id, state)
 }
 
 /** Drop whole chunks that end at or below `start`. */
 export function dropBelow(s: Stream, start: number): void {
   s.start = Math.max(s.start, start)
+  s.acceptedStart = Math.max(s.acceptedStart, s.start)
   let n = 0
   while (n < s.positions.length && s.chunkEnd(n) <= s.start) n++
   if (n > 0) {

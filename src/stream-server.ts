@@ -39,6 +39,8 @@ export interface StreamServerOptions extends StreamStoreOptions {
   sseMaxMs?: number
   /** Serve the reserved subscription / webhook API. Default true. */
   subscriptions?: boolean
+  /** A connection with no request in progress for this long is closed. Default 10 s. */
+  idleTimeoutMs?: number
 }
 
 /**
@@ -113,11 +115,16 @@ export async function createStreamServer(options: StreamServerOptions): Promise<
     closing: new AbortController(),
     base: '',
   }
-  const busy = new Set<Socket>()
+  /** Requests in progress per connection (pipelined requests may overlap). */
+  const busy = new Map<Socket, number>()
   const server = createServer((req, res) => {
     const socket = req.socket
-    busy.add(socket)
-    res.on('close', () => busy.delete(socket))
+    busy.set(socket, (busy.get(socket) ?? 0) + 1)
+    res.on('close', () => {
+      const n = (busy.get(socket) ?? 1) - 1
+      if (n > 0) busy.set(socket, n)
+      else busy.delete(socket)
+    })
     handle(ctx, req, res).catch((e: unknown) => fail(res, e))
   })
   // Slow or abandoned clients: bound how long a request may take to arrive, and close connections
@@ -125,10 +132,9 @@ export async function createStreamServer(options: StreamServerOptions): Promise<
   server.headersTimeout = 10_000
   server.requestTimeout = 30_000
   server.keepAliveTimeout = 5_000
-  server.on('connection', (socket) => {
-    socket.setTimeout(IDLE_CONNECTION_MS, () => {
-      if (!busy.has(socket)) socket.destroy()
-    })
+  // A 'timeout' listener on the server replaces Node's default of destroying the socket.
+  server.setTimeout(options.idleTimeoutMs ?? IDLE_CONNECTION_MS, (socket: Socket) => {
+    if (!busy.has(socket)) socket.destroy()
   })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
@@ -282,12 +288,14 @@ async function read(ctx: Context, name: string, url: URL, req: IncomingMessage, 
     res.writeHead(304, { ETag: etag, 'Stream-Next-Offset': r.nextOffset }).end()
     return
   }
-  res.writeHead(200, { ...readHeaders(r), ETag: etag, 'Cache-Control': CATCH_UP_CACHE }).end(r.json ? jsonArray(r.data) : r.data)
+  // An empty answer at the tail of an open stream changes as soon as data arrives: not cacheable.
+  const cache = r.data.length === 0 && !r.closed ? 'no-store' : CATCH_UP_CACHE
+  res.writeHead(200, { ...readHeaders(r), ETag: etag, 'Cache-Control': cache }).end(r.json ? jsonArray(r.data) : r.data)
 }
 
 async function longPoll(ctx: Context, name: string, query: ReadQuery, res: ServerResponse): Promise<void> {
   const store = ctx.store
-  const position = store.position(name, query.offset)
+  const position = await store.position(name, query.offset)
   const abort = new AbortController()
   const onClose = () => abort.abort()
   res.on('close', onClose)

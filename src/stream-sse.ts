@@ -20,7 +20,7 @@ export async function serveSse(
   res: ServerResponse,
   options: { maxMs: number; closing: AbortSignal },
 ): Promise<void> {
-  let position = store.position(name, query.offset)
+  let position = await store.position(name, query.offset)
   const info = await store.head(name)
   const type = mediaTypeOf(info.contentType)
   const base64 = !(type.startsWith('text/') || type === 'application/json')
@@ -43,6 +43,7 @@ export async function serveSse(
       } catch {
         break // deleted or expired meanwhile: end the response
       }
+      if (r.uid !== info.uid) break // deleted and created again meanwhile: another stream
       if (r.data.length > 0) {
         await send(res, dataEvent(r.json ? jsonArray(r.data) : r.data, base64))
         position = parsePosition(r.nextOffset)
@@ -70,12 +71,16 @@ export async function serveSse(
   }
 }
 
-/** One SSE `data` event; every line of the payload gets its own `data:` field. */
+/**
+ * One SSE `data` event; every line of the payload gets its own `data:` field. Parsers drop one
+ * space after `data:`, so a line that starts with a space gets one more. (SSE itself turns CR and
+ * CRLF line ends into LF; binary streams are base64 and keep every byte.)
+ */
 function dataEvent(payload: Buffer, base64: boolean): string {
   const text = base64 ? payload.toString('base64') : payload.toString('utf8')
   const lines = base64 ? [text] : text.split(LINE_BREAK)
   let out = 'event: data\n'
-  for (const line of lines) out += `data:${line}\n`
+  for (const line of lines) out += line.startsWith(' ') ? `data: ${line}\n` : `data:${line}\n`
   return out + '\n'
 }
 

@@ -30,6 +30,8 @@ export class Stream {
   durable = false
   /** Positions below this were dropped by retention. */
   start: number
+  /** `start`, including a retention cut not yet durable: forks may not begin below it. */
+  acceptedStart: number
 
   /** Writer state, including accepted writes that are not durable yet. */
   acceptedTail: number
@@ -37,6 +39,11 @@ export class Stream {
   seq: string | undefined
   readonly producers = new Map<string, ProducerState>()
   closedBy: ProducerTuple | undefined
+
+  /** Writes handed to the WAL and not yet applied. */
+  pending = 0
+  /** A DELETE is on its way to disk: the stream stays visible, but every operation waits for it. */
+  deleting = false
 
   /** Live forks reading from this stream; it is only soft-deleted while there are any. */
   forks = 0
@@ -63,7 +70,7 @@ export class Stream {
     this.json = isJsonType(this.mediaType)
     this.expiresAtMs = config.expiresAt === undefined ? undefined : Date.parse(config.expiresAt)
     this.base = config.fork?.at ?? 0
-    this.tail = this.acceptedTail = this.start = this.base
+    this.tail = this.acceptedTail = this.start = this.acceptedStart = this.base
     this.lastAccess = time
   }
 

@@ -169,6 +169,18 @@ export interface ReadResult {
 
 const DEFAULT_TYPE = 'application/octet-stream'
 const MAX_READ_BYTES = 1 << 20
+const MAX_NAME_BYTES = 2048
+/** Producer ids and Stream-Seq values: kept per stream and in every snapshot, so bounded. */
+const MAX_WRITER_ID_BYTES = 1024
+
+/**
+ * Thrown inside an operation whose answer would depend on writes of `stream` that are not
+ * durable yet (a refusal, or a stream being created or deleted): the operation waits for them
+ * and runs again, so nobody is told something a crash could undo.
+ */
+class Unsettled {
+  constructor(readonly stream: Stream) {}
+}
 
 /**
  * Durable, named, append-only streams with the Durable Streams protocol's semantics, on sturdy's
@@ -266,19 +278,25 @@ export class StreamStore implements StreamEvents {
    * Create a stream, or confirm one with the same configuration (`created: false`); a different
    * configuration is a `CONFLICT`.
    */
-  async create(name: string, options: CreateOptions = {}): Promise<{ created: boolean; info: StreamInfo }> {
+  create(name: string, options: CreateOptions = {}): Promise<{ created: boolean; info: StreamInfo }> {
+    return this.#retrying(() => this.#create(name, options))
+  }
+
+  async #create(name: string, options: CreateOptions): Promise<{ created: boolean; info: StreamInfo }> {
     this.#checkOpen()
-    if (options.forkFrom !== undefined) {
-      // The fork's record goes to its own shard: its source's creation must be durable first, or
-      // a crash could keep the fork and lose the source.
-      const pending = this.#byName.get(options.forkFrom)
-      if (pending !== undefined && !pending.durable) {
-        await pending.commit
-        this.#checkOpen()
-      }
+    if (typeof name !== 'string' || name.length === 0 || Buffer.byteLength(name) > MAX_NAME_BYTES) {
+      throw new StreamError('INVALID_ARG', `a stream name is 1 to ${MAX_NAME_BYTES} bytes`)
+    }
+    // URLs resolve `.` and `..` segments away (even percent-encoded): no client could address it.
+    if (name.split('/').some((segment) => segment === '.' || segment === '..')) {
+      throw new StreamError('INVALID_ARG', 'a stream name has no "." or ".." segments')
     }
     const now = this.#now()
     const existing = this.#byName.get(name)
+    if (existing !== undefined && existing.deleted === 'no') {
+      if (existing.expired(now)) this.#expire(existing)
+      if (existing.deleting) throw new Unsettled(existing) // wait for the deletion, then look again
+    }
     if (existing !== undefined && existing.deleted === 'soft') {
       throw new StreamError('CONFLICT', `${name} was deleted and is kept for its forks; the path cannot be reused yet`)
     }
@@ -293,10 +311,9 @@ export class StreamStore implements StreamEvents {
       throw new StreamError('CONFLICT', `a fork must have its source's content type (${source.config.type})`)
     }
     const config = this.#config(options, source, forkAt)
-    if (existing !== undefined && existing.expired(now)) this.#expire(existing)
-    else if (existing !== undefined) {
+    if (existing !== undefined && existing.deleted === 'no') {
       if (!sameConfig(existing, config, options.closed === true)) {
-        throw new StreamError('CONFLICT', `${name} exists with a different configuration`)
+        this.#refuse(existing, new StreamError('CONFLICT', `${name} exists with a different configuration`))
       }
       await existing.commit
       this.#checkHealthy()
@@ -324,13 +341,21 @@ export class StreamStore implements StreamEvents {
   }
 
   /** Append to a stream (see {@link AppendOptions}); resolves once durable. */
-  async append(name: string, body: Buffer, options: AppendOptions = {}): Promise<AppendResult> {
+  append(name: string, body: Buffer, options: AppendOptions = {}): Promise<AppendResult> {
+    return this.#retrying(() => this.#append(name, body, options))
+  }
+
+  async #append(name: string, body: Buffer, options: AppendOptions): Promise<AppendResult> {
     this.#checkOpen()
     const now = this.#now()
     const s = this.#live(name, now)
     const close = options.close === true
     if (body.length === 0 && !close) throw new StreamError('INVALID_ARG', 'an append needs a body (or Stream-Closed: true)')
     const p = options.producer
+    if (p !== undefined && Buffer.byteLength(p.id) > MAX_WRITER_ID_BYTES) throw new StreamError('INVALID_ARG', `a producer id is at most ${MAX_WRITER_ID_BYTES} bytes`)
+    if (options.seq !== undefined && Buffer.byteLength(options.seq) > MAX_WRITER_ID_BYTES) {
+      throw new StreamError('INVALID_ARG', `Stream-Seq is at most ${MAX_WRITER_ID_BYTES} bytes`)
+    }
     if (s.acceptedClosed) {
       const same = p !== undefined && s.closedBy !== undefined && s.closedBy[0] === p.id && s.closedBy[1] === p.epoch && s.closedBy[2] === p.seq
       if (same || (close && body.length === 0 && p === undefined)) {
@@ -338,36 +363,42 @@ export class StreamStore implements StreamEvents {
         this.#checkHealthy()
         return { outcome: 'duplicate', nextOffset: formatOffset(s.tail), closed: true, ...(p ? { producer: producerReply(s, p) } : {}) }
       }
-      throw new StreamError('STREAM_CLOSED', `${name} is closed`, { 'Stream-Closed': 'true', 'Stream-Next-Offset': formatOffset(s.acceptedTail) })
+      this.#refuse(s, new StreamError('STREAM_CLOSED', `${name} is closed`, { 'Stream-Closed': 'true', 'Stream-Next-Offset': formatOffset(s.acceptedTail) }))
     }
     if (body.length > 0) {
       if (options.contentType === undefined) throw new StreamError('INVALID_ARG', 'Content-Type is required with a body')
       if (mediaTypeOf(options.contentType) !== s.mediaType) {
-        throw new StreamError('CONTENT_TYPE_MISMATCH', `${name} holds ${s.config.type}, not ${options.contentType}`)
+        this.#refuse(s, new StreamError('CONTENT_TYPE_MISMATCH', `${name} holds ${s.config.type}, not ${options.contentType}`))
       }
     }
     if (p !== undefined) {
       const state = s.producers.get(p.id)
       if (state !== undefined && p.epoch < state[0]) {
-        throw new StreamError('PRODUCER_STALE_EPOCH', `producer ${p.id}: epoch ${p.epoch} is fenced by epoch ${state[0]}`, {
-          'Producer-Epoch': String(state[0]),
-        })
+        this.#refuse(
+          s,
+          new StreamError('PRODUCER_STALE_EPOCH', `producer ${p.id}: epoch ${p.epoch} is fenced by epoch ${state[0]}`, {
+            'Producer-Epoch': String(state[0]),
+          }),
+        )
       }
       if (state === undefined || p.epoch > state[0]) {
-        if (p.seq !== 0) throw new StreamError('INVALID_ARG', `producer ${p.id}: a new epoch must start at sequence 0`)
+        if (p.seq !== 0) this.#refuse(s, new StreamError('INVALID_ARG', `producer ${p.id}: a new epoch must start at sequence 0`))
       } else if (p.seq <= state[1]) {
         await s.commit
         this.#checkHealthy()
         return { outcome: 'duplicate', nextOffset: formatOffset(s.tail), closed: s.closed, producer: producerReply(s, p) }
       } else if (p.seq > state[1] + 1) {
-        throw new StreamError('PRODUCER_SEQ_GAP', `producer ${p.id}: expected sequence ${state[1] + 1}, got ${p.seq}`, {
-          'Producer-Expected-Seq': String(state[1] + 1),
-          'Producer-Received-Seq': String(p.seq),
-        })
+        this.#refuse(
+          s,
+          new StreamError('PRODUCER_SEQ_GAP', `producer ${p.id}: expected sequence ${state[1] + 1}, got ${p.seq}`, {
+            'Producer-Expected-Seq': String(state[1] + 1),
+            'Producer-Received-Seq': String(p.seq),
+          }),
+        )
       }
     }
     if (options.seq !== undefined && s.seq !== undefined && Buffer.compare(Buffer.from(options.seq), Buffer.from(s.seq)) <= 0) {
-      throw new StreamError('SEQ_CONFLICT', `Stream-Seq ${JSON.stringify(options.seq)} is not above ${JSON.stringify(s.seq)}`)
+      this.#refuse(s, new StreamError('SEQ_CONFLICT', `Stream-Seq ${JSON.stringify(options.seq)} is not above ${JSON.stringify(s.seq)}`))
     }
     const data = s.json && body.length > 0 ? jsonMessages(body, false) : body
     const at = s.acceptedTail
@@ -405,23 +436,27 @@ export class StreamStore implements StreamEvents {
   }
 
   /** A stream's metadata (does not count as an access for its TTL). */
-  async head(name: string): Promise<StreamInfo> {
-    this.#checkOpen()
-    const s = this.#live(name, this.#now())
-    if (!s.durable) await s.commit
-    return this.#info(s)
+  head(name: string): Promise<StreamInfo> {
+    return this.#retrying(async () => {
+      this.#checkOpen()
+      const s = this.#live(name, this.#now())
+      if (!s.durable) throw new Unsettled(s)
+      return this.#info(s)
+    })
   }
 
   /** Catch-up read from `offset`: at most about `maxBytes` (whole chunks, at least one). */
-  async read(name: string, offset: OffsetRequest, maxBytes = MAX_READ_BYTES): Promise<ReadResult> {
+  read(name: string, offset: OffsetRequest, maxBytes = MAX_READ_BYTES): Promise<ReadResult> {
+    return this.#retrying(async () => this.#read(name, offset, maxBytes))
+  }
+
+  #read(name: string, offset: OffsetRequest, maxBytes: number): ReadResult {
     this.#checkOpen()
     const now = this.#now()
     const s = this.#live(name, now)
-    if (!s.durable) await s.commit
+    if (!s.durable) throw new Unsettled(s)
     s.lastAccess = now
-    const from = offset.kind === 'start' ? this.#startOf(s) : offset.kind === 'now' ? s.tail : offset.position
-    if (!Number.isSafeInteger(from) || from < 0) throw new StreamError('INVALID_OFFSET', 'a position is a non-negative integer')
-    if (from > s.tail) throw new StreamError('INVALID_OFFSET', 'offset is beyond the end of the stream')
+    const from = this.#from(s, offset)
     const parts: Buffer[] = []
     const end = offset.kind === 'now' ? s.tail : this.#collect(s, from, s.tail, maxBytes, parts)
     const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
@@ -437,10 +472,19 @@ export class StreamStore implements StreamEvents {
     }
   }
 
-  /** The position a read of `offset` starts at (for live reads waiting on the tail). */
-  position(name: string, offset: OffsetRequest): number {
-    const s = this.#live(name, this.#now())
-    return offset.kind === 'start' ? this.#startOf(s) : offset.kind === 'now' ? s.tail : offset.position
+  /**
+   * The position a read of `offset` starts at (for live reads waiting on the tail), checked like
+   * a read's: beyond the tail or between two JSON messages is `INVALID_OFFSET`, dropped is `GONE`.
+   */
+  position(name: string, offset: OffsetRequest): Promise<number> {
+    return this.#retrying(async () => {
+      this.#checkOpen()
+      const s = this.#live(name, this.#now())
+      if (!s.durable) throw new Unsettled(s)
+      const from = this.#from(s, offset)
+      if (from < s.tail) this.#collect(s, from, from, 0, []) // GONE below retention, INVALID_OFFSET mid-message
+      return from
+    })
   }
 
   /**
@@ -448,9 +492,15 @@ export class StreamStore implements StreamEvents {
    * `timeoutMs` passes first or `signal` aborts. Counts as an access for the stream's TTL.
    */
   wait(name: string, position: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
-    const s = this.#live(name, this.#now())
+    let s: Stream
+    try {
+      s = this.#live(name, this.#now())
+    } catch (e) {
+      return e instanceof Unsettled ? Promise.resolve(true) : Promise.reject(e) // changing now: look again
+    }
     s.lastAccess = this.#now()
     if (s.tail > position || s.closed) return Promise.resolve(true)
+    if (signal?.aborted === true || this.#closed) return Promise.resolve(false)
     return new Promise((resolve) => {
       const done = (ready: boolean) => {
         clearTimeout(timer)
@@ -469,10 +519,13 @@ export class StreamStore implements StreamEvents {
   }
 
   /** Delete a stream: soft (410 Gone, data kept) while forks read from it, otherwise for good. */
-  async delete(name: string): Promise<void> {
-    this.#checkOpen()
-    const s = this.#live(name, this.#now())
-    await this.#delete(s)
+  delete(name: string): Promise<void> {
+    return this.#retrying(async () => {
+      this.#checkOpen()
+      const s = this.#live(name, this.#now())
+      if (!s.durable) throw new Unsettled(s)
+      await this.#delete(s)
+    })
   }
 
   /** Compact every shard now (normally it runs on its own). */
@@ -511,16 +564,43 @@ export class StreamStore implements StreamEvents {
     if (this.#failure !== undefined) throw this.#failure
   }
 
-  /** The stream named `name` if clients may use it: `NOT_FOUND`, `GONE` (soft-deleted) otherwise. */
+  /**
+   * The stream named `name` if clients may use it: `NOT_FOUND`, `GONE` (soft-deleted) otherwise.
+   * A stream being deleted (or just expired) is `Unsettled` until its deletion is durable.
+   */
   #live(name: string, now: number): Stream {
     const s = this.#byName.get(name)
     if (s === undefined || s.deleted === 'hard') throw new StreamError('NOT_FOUND', `no stream ${JSON.stringify(name)}`)
     if (s.deleted === 'soft') throw new StreamError('GONE', `${JSON.stringify(name)} was deleted`)
-    if (s.expired(now)) {
-      this.#expire(s)
-      throw new StreamError('NOT_FOUND', `no stream ${JSON.stringify(name)} (expired)`)
-    }
+    if (!s.deleting && s.expired(now)) this.#expire(s)
+    if (s.deleting) throw new Unsettled(s)
     return s
+  }
+
+  /** Refuse with `error` — once `s` has no writes in flight that the refusal might depend on. */
+  #refuse(s: Stream, error: StreamError): never {
+    if (s.pending > 0) throw new Unsettled(s)
+    throw error
+  }
+
+  /** Run `op`, again after each wait for an unsettled stream. */
+  async #retrying<T>(op: () => Promise<T>): Promise<T> {
+    for (;;) {
+      try {
+        return await op()
+      } catch (e) {
+        if (!(e instanceof Unsettled)) throw e
+        await e.stream.commit
+      }
+    }
+  }
+
+  /** Where a read of `offset` on `s` starts; `INVALID_OFFSET` if not a position in it. */
+  #from(s: Stream, offset: OffsetRequest): number {
+    const from = offset.kind === 'start' ? this.#startOf(s) : offset.kind === 'now' ? s.tail : offset.position
+    if (!Number.isSafeInteger(from) || from < 0) throw new StreamError('INVALID_OFFSET', 'a position is a non-negative integer')
+    if (from > s.tail) throw new StreamError('INVALID_OFFSET', 'offset is beyond the end of the stream')
+    return from
   }
 
   #startOf(s: Stream): number {
@@ -558,13 +638,16 @@ export class StreamStore implements StreamEvents {
   /** Resolve a fork request to its source and divergence position. */
   #forkPoint(options: CreateOptions, now: number): { source: Stream; forkAt: number } {
     const source = this.#byName.get(options.forkFrom!)
-    if (source === undefined || source.deleted === 'hard' || source.expired(now)) {
-      throw new StreamError('NOT_FOUND', `no fork source ${JSON.stringify(options.forkFrom)}`)
-    }
+    if (source === undefined || source.deleted === 'hard') throw new StreamError('NOT_FOUND', `no fork source ${JSON.stringify(options.forkFrom)}`)
     if (source.deleted === 'soft') throw new StreamError('CONFLICT', `fork source ${JSON.stringify(options.forkFrom)} was deleted`)
+    if (!source.deleting && source.expired(now)) this.#expire(source)
+    // The fork's record goes to its own shard: the source's creation (or deletion) must be
+    // durable first, or a crash could keep the fork without its source.
+    if (source.deleting || !source.durable) throw new Unsettled(source)
     let at = options.forkOffset === undefined || options.forkOffset === 'now' ? source.tail : parseForkOffset(options.forkOffset, source)
     if (at > source.tail) throw new StreamError('INVALID_ARG', 'fork offset is beyond the end of the source')
-    if (at < this.#startOf(source)) throw new StreamError('GONE', 'fork offset is below the retained data of the source')
+    const floor = source.acceptedStart > source.base ? source.acceptedStart : this.#startOf(source)
+    if (at < floor) throw new StreamError('GONE', 'fork offset is below the retained data of the source')
     if (source.json) this.#collect(source, at, at, 0, []) // INVALID_OFFSET unless between two messages
     const sub = options.forkSubOffset ?? 0
     if (!Number.isSafeInteger(sub) || sub < 0) throw new StreamError('INVALID_ARG', 'fork sub-offset must be a non-negative integer')
@@ -631,6 +714,7 @@ export class StreamStore implements StreamEvents {
   async #write(s: Stream, record: StreamRecord, apply: (lsn: number) => void): Promise<void> {
     const durable = this.#wals[s.shard]!.append(encodeStreamRecord(record))
     durable.catch(() => {}) // observed below, after the stream's earlier writes; no unhandled rejection meanwhile
+    s.pending++
     const applied = s.commit.then(async () => {
       let lsn: number
       try {
@@ -638,6 +722,8 @@ export class StreamStore implements StreamEvents {
       } catch (e) {
         this.#failure ??= e instanceof Error ? e : new Error(String(e))
         throw this.#failure
+      } finally {
+        s.pending--
       }
       apply(lsn)
       s.wake()
@@ -647,12 +733,20 @@ export class StreamStore implements StreamEvents {
     await applied
   }
 
+  /**
+   * Delete `s`: it stays visible (every operation on it waits) until the record is durable; then
+   * it is soft-deleted if forks still read from it, and gone otherwise.
+   */
   async #delete(s: Stream): Promise<void> {
-    s.deleted = s.forks > 0 ? 'soft' : 'hard'
-    if (s.deleted === 'hard') this.#byName.delete(s.name)
-    s.wake()
+    s.deleting = true
+    this.#expiring.delete(s)
     await this.#write(s, { kind: DELETE, header: { uid: s.uid, time: this.#now() }, data: Buffer.alloc(0) }, () => {
-      if (s.deleted === 'hard') this.#drop(s)
+      s.deleting = false
+      s.deleted = s.forks > 0 ? 'soft' : 'hard'
+      if (s.deleted === 'hard') {
+        if (this.#byName.get(s.name) === s) this.#byName.delete(s.name)
+        this.#drop(s)
+      }
     })
   }
 
@@ -668,7 +762,7 @@ export class StreamStore implements StreamEvents {
   }
 
   #expire(s: Stream): void {
-    if (s.deleted !== 'no') return
+    if (s.deleted !== 'no' || s.deleting) return
     this.#delete(s).catch(() => {}) // a failure poisons the store; nothing more to do here
   }
 
@@ -678,6 +772,7 @@ export class StreamStore implements StreamEvents {
     const now = this.#now()
     for (const s of this.#expiring) {
       if (s.deleted !== 'no') this.#expiring.delete(s)
+      else if (s.waiters.size > 0) s.lastAccess = now // live readers keep a stream alive (PROTOCOL 5.1)
       else if (s.durable && s.expired(now)) this.#expire(s)
     }
     const retention = this.#options.retention
@@ -696,6 +791,7 @@ export class StreamStore implements StreamEvents {
     const job = compactShard(this.#wals[shard]!, streams, {
       ...this.#options.compaction,
       force,
+      maxRecordBytes: this.#wals[shard]!.maxRecordBytes,
       write: (s, r, apply) => this.#write(s, r, apply),
     }).finally(() => this.#compacting.delete(shard))
     this.#compacting.set(shard, job)

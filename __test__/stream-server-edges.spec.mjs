@@ -1,0 +1,125 @@
+// Edge cases of the stream server and store that the conformance suite does not reach: found
+// in review, each checked here through the public API.
+import net from 'node:net'
+import test from 'ava'
+
+import { createStreamServer, StreamStore } from '../dist/index.mjs'
+
+import { tmpDir } from './helpers.mjs'
+
+async function server(t, options = {}) {
+  const s = await createStreamServer({ dir: tmpDir(t), port: 0, ...options })
+  t.teardown(() => s.close())
+  return s
+}
+
+const put = (url, type, body, headers = {}) => fetch(url, { method: 'PUT', headers: { 'content-type': type, ...headers }, body })
+
+test('a JSON read at an offset inside a batch of 400,000 messages is answered (the boundary check is one pass)', async (t) => {
+  const store = await StreamStore.open(tmpDir(t))
+  t.teardown(() => store.close())
+  await store.create('big', { contentType: 'application/json' })
+  await store.append('big', Buffer.from('[' + Array(400_000).fill('1').join(',') + ']'), { contentType: 'application/json' })
+  const r = await store.read('big', { kind: 'position', position: 2 * 399_990 }, 1 << 20)
+  t.is(JSON.parse(Buffer.concat([Buffer.from('['), r.data.subarray(0, -1), Buffer.from(']')]).toString()).length, 10)
+  await t.throwsAsync(store.read('big', { kind: 'position', position: 2 * 399_990 + 1 }), { code: 'INVALID_OFFSET' })
+})
+
+test('a long-poll outlasting the idle-connection timeout gets its 204, and an idle connection is closed', async (t) => {
+  const s = await server(t, { idleTimeoutMs: 200, longPollTimeoutMs: 800 })
+  const url = s.streamsUrl + 'quiet'
+  t.is((await put(url, 'text/plain')).status, 201)
+  const r = await fetch(`${url}?offset=now&live=long-poll`)
+  t.is(r.status, 204)
+  t.truthy(r.headers.get('stream-cursor'))
+
+  const socket = net.connect(new URL(s.url).port, '127.0.0.1')
+  const closed = await new Promise((resolve) => {
+    socket.on('close', () => resolve(true))
+    socket.on('error', () => {})
+  })
+  t.true(closed, 'a connection that never sends a request is closed')
+})
+
+test('an SSE response outlasting the idle-connection timeout ends cleanly at sseMaxMs', async (t) => {
+  const s = await server(t, { idleTimeoutMs: 200, sseMaxMs: 900 })
+  const url = s.streamsUrl + 'quiet-sse'
+  await put(url, 'text/plain')
+  const r = await fetch(`${url}?offset=now&live=sse`)
+  t.is(r.status, 200)
+  const text = await r.text() // throws if the socket is reset instead of ended
+  t.regex(text, /event: control/)
+})
+
+test('SSE keeps a leading space of a text line', async (t) => {
+  const s = await server(t)
+  const url = s.streamsUrl + 'indented'
+  await put(url, 'text/plain', 'def f():\n    return 1\n x')
+  const r = await fetch(`${url}?offset=-1&live=sse`)
+  const reader = r.body.getReader()
+  let text = ''
+  while (!text.includes('event: control')) text += new TextDecoder().decode((await reader.read()).value)
+  await reader.cancel()
+  // The SSE rule: one space after "data:" is dropped, the rest is the line.
+  const lines = text
+    .split('\n\n')[0]
+    .split('\n')
+    .filter((l) => l.startsWith('data:'))
+    .map((l) => l.slice(5).replace(/^ /, ''))
+  t.deepEqual(lines, ['def f():', '    return 1', ' x'])
+})
+
+test('a stream with a TTL does not expire while a live reader waits on it', async (t) => {
+  const s = await server(t, { sweepIntervalMs: 50, longPollTimeoutMs: 2500 })
+  const url = s.streamsUrl + 'short-lived'
+  t.is((await put(url, 'text/plain', 'x', { 'stream-ttl': '1' })).status, 201)
+  const r = await fetch(`${url}?offset=now&live=long-poll`)
+  t.is(r.status, 204, 'the long-poll ended by timeout, not because the stream expired')
+  t.is((await fetch(url, { method: 'HEAD' })).status, 200)
+})
+
+test('live reads check their offset before waiting: beyond the tail is 400 at once', async (t) => {
+  const s = await server(t, { longPollTimeoutMs: 60_000 })
+  const url = s.streamsUrl + 'short'
+  await put(url, 'text/plain', 'abc')
+  const far = '0000000000000000_0000000000000999'
+  t.is((await fetch(`${url}?offset=${far}&live=long-poll`)).status, 400)
+  t.is((await fetch(`${url}?offset=${far}&live=sse`)).status, 400)
+})
+
+test('JSON mode refuses a body that is not valid UTF-8, and stores nothing', async (t) => {
+  const s = await server(t)
+  const url = s.streamsUrl + 'strict-json'
+  await put(url, 'application/json')
+  const bad = Buffer.from([0x22, 0xff, 0xfe, 0x22]) // "\xff\xfe"
+  t.is((await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: bad })).status, 400)
+  t.is(await (await fetch(`${url}?offset=-1`)).text(), '[]')
+})
+
+test('a name with "." or ".." segments (sent percent-encoded) is refused: no URL could address it', async (t) => {
+  const s = await server(t)
+  for (const name of ['a%2F..%2Fb', 'x%2F.', '.%2Fy']) t.is((await put(s.streamsUrl + name, 'text/plain', 'hi')).status, 400, name)
+  const ok = await put(s.streamsUrl + 'a%2Fb', 'text/plain', 'hi')
+  t.is(ok.status, 201)
+  t.is(await (await fetch(ok.headers.get('location') + '?offset=-1')).text(), 'hi', 'Location names the stream created')
+})
+
+test('many producers on one stream: compaction splits their state and the store keeps working', async (t) => {
+  const dir = tmpDir(t)
+  const opts = { maxRecordBytes: 64 << 10, segmentBytes: 256 << 10 }
+  let store = await StreamStore.open(dir, opts)
+  await store.create('busy', { contentType: 'text/plain' })
+  for (let i = 0; i < 2000; i++) {
+    await store.append('busy', Buffer.from('x'), { contentType: 'text/plain', producer: { id: `producer-${i}-${'p'.repeat(40)}`, epoch: 0, seq: 0 } })
+  }
+  await store.compact()
+  await store.append('busy', Buffer.from('y'), { contentType: 'text/plain' })
+  await store.close()
+  store = await StreamStore.open(dir, opts)
+  t.teardown(() => store.close())
+  for (const i of [0, 999, 1999]) {
+    const r = await store.append('busy', Buffer.from('x'), { contentType: 'text/plain', producer: { id: `producer-${i}-${'p'.repeat(40)}`, epoch: 0, seq: 0 } })
+    t.is(r.outcome, 'duplicate', `producer ${i} kept its state through compaction and reopen`)
+  }
+  t.is((await store.head('busy')).nextOffset, '0000000000000000_0000000000002001')
+})
