@@ -458,3 +458,19 @@ test('a deleted subscription refuses its callbacks; a re-created one starts afre
   const old = await call(subs, 'POST', 'subscriptions/gone/ack', { ...ackBody, wake_id: again.json.wake_id, generation: again.json.generation }, bearer(claimed.json.token))
   t.is(old.status, 401)
 })
+
+test('a failed durable write poisons the service: later requests answer 500, none reports state the disk lacks', async (t) => {
+  const { subs, dir, errors } = await open(t)
+  const config = { type: 'webhook', pattern: 'events/*', webhook: { url: 'https://worker.example/hooks' } }
+  t.is((await put(subs, 'kept', config)).status, 201)
+  // The records' folder becomes a file: the next durable write fails (ENOTDIR), as a disk error would.
+  fs.rmSync(path.join(dir, 'subscriptions'), { recursive: true })
+  fs.writeFileSync(path.join(dir, 'subscriptions'), '')
+  const failed = await put(subs, 'lost', config)
+  t.is(failed.status, 500)
+  t.true(errors.length > 0, 'the failure is reported')
+  const later = await get(subs, 'lost')
+  t.is(later.status, 500, 'the subscription that was never stored is not served from memory')
+  t.is(later.json.error.code, 'STORAGE_FAILED')
+  t.is((await get(subs, 'kept')).status, 500)
+})

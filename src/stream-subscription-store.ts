@@ -14,12 +14,31 @@ function fileOf(id: string): string {
   return `${FOLDER}/${createHash('sha256').update(id).digest('hex')}.json`
 }
 
-/** Durable storage of subscription records in a directory. */
+/**
+ * Durable storage of subscription records in a directory. A failed write poisons it: memory may
+ * then be ahead of the disk, so every later write fails too and the service answers 500.
+ */
 export class SubscriptionStore {
   readonly #dir: FsDirectory
+  #failure: Error | undefined
 
   constructor(dir: FsDirectory) {
     this.#dir = dir
+  }
+
+  /** The write failure that poisoned the store, if any. */
+  get failure(): Error | undefined {
+    return this.#failure
+  }
+
+  async #guard(write: () => Promise<void>): Promise<void> {
+    if (this.#failure !== undefined) throw this.#failure
+    try {
+      await write()
+    } catch (e) {
+      this.#failure = e instanceof Error ? e : new Error(String(e))
+      throw this.#failure
+    }
   }
 
   /** Every stored record. Temporaries left by interrupted writes are removed. */
@@ -42,14 +61,16 @@ export class SubscriptionStore {
   }
 
   /** Replaces the record of `record.id`; durable when the promise resolves. */
-  async save(record: SubscriptionRecord): Promise<void> {
-    await this.#dir.atomicWriteDurable(fileOf(record.id), JSON.stringify(record))
+  save(record: SubscriptionRecord): Promise<void> {
+    return this.#guard(() => this.#dir.atomicWriteDurable(fileOf(record.id), JSON.stringify(record)))
   }
 
   /** Removes the record of `id`; durable when the promise resolves. */
-  async remove(id: string): Promise<void> {
+  remove(id: string): Promise<void> {
     const file = fileOf(id)
-    await this.#dir.delete(file)
-    await this.#dir.syncParentDir(file)
+    return this.#guard(async () => {
+      await this.#dir.delete(file)
+      await this.#dir.syncParentDir(file)
+    })
   }
 }

@@ -142,6 +142,8 @@ export class Subscriptions {
   async handle(method: string, rest: string, headers: RequestHeaders, body: Buffer, rootUrl: string): Promise<SubscriptionResponse> {
     try {
       if (this.#closed) return failure(503, 'UNAVAILABLE', 'the subscription service is closed')
+      const poisoned = this.#store.failure
+      if (poisoned !== undefined) return failure(500, 'STORAGE_FAILED', `an earlier write failed: ${poisoned.message}`)
       const route = parseRoute(rest)
       if (route === 'bad-encoding') return failure(400, 'INVALID_REQUEST', 'malformed percent-encoding in the path')
       if (route === undefined) return failure(404, 'NOT_FOUND', 'no such Durable Streams control route')
