@@ -79,13 +79,15 @@ async function until(t, check, what, limitMs = 10_000) {
 }
 
 /** Segment files of shard `i` of a store directory on the real file system. */
+/** The segment files of shard `i`; a file removed between listing and stat (compaction running) is left out. */
 function segmentFiles(dir, i) {
   const d = path.join(dir, `shard-${String(i).padStart(3, '0')}`)
   return fs
     .readdirSync(d)
     .filter((n) => n.endsWith('.wal'))
     .sort()
-    .map((n) => ({ name: n, size: fs.statSync(path.join(d, n)).size }))
+    .map((n) => ({ name: n, size: fs.statSync(path.join(d, n), { throwIfNoEntry: false })?.size }))
+    .filter((f) => f.size !== undefined)
 }
 
 const body = (n, seed) => Buffer.from(Array.from({ length: n }, (_, i) => (seed * 31 + i * 7) & 0xff))

@@ -11,7 +11,8 @@ import type { SimulatedDisk } from './simulated-disk.js'
 import { StreamError } from './stream-error.js'
 import type { StreamEvents } from './stream-events.js'
 import { formatOffset, parsePosition, type OffsetRequest } from './stream-offset.js'
-import { isMessageBoundary, jsonMessages, messagesLength } from './stream-json.js'
+import { jsonMessages, messagesLength } from './stream-json.js'
+import { collectRange, retainedStart } from './stream-read.js'
 import { mediaTypeOf, Stream } from './stream-state.js'
 import { openLayout, shardDir, shardOf } from './stream-layout.js'
 import { replayShards } from './stream-replay.js'
@@ -458,7 +459,7 @@ export class StreamStore implements StreamEvents {
     s.lastAccess = now
     const from = this.#from(s, offset)
     const parts: Buffer[] = []
-    const end = offset.kind === 'now' ? s.tail : this.#collect(s, from, s.tail, maxBytes, parts)
+    const end = offset.kind === 'now' ? s.tail : this.#collectRange(s, from, s.tail, maxBytes, parts)
     const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
     return {
       uid: s.uid,
@@ -482,7 +483,7 @@ export class StreamStore implements StreamEvents {
       const s = this.#live(name, this.#now())
       if (!s.durable) throw new Unsettled(s)
       const from = this.#from(s, offset)
-      if (from < s.tail) this.#collect(s, from, from, 0, []) // GONE below retention, INVALID_OFFSET mid-message
+      if (from < s.tail) this.#collectRange(s, from, from, 0, []) // GONE below retention, INVALID_OFFSET mid-message
       return from
     })
   }
@@ -597,15 +598,12 @@ export class StreamStore implements StreamEvents {
 
   /** Where a read of `offset` on `s` starts; `INVALID_OFFSET` if not a position in it. */
   #from(s: Stream, offset: OffsetRequest): number {
-    const from = offset.kind === 'start' ? this.#startOf(s) : offset.kind === 'now' ? s.tail : offset.position
+    const from = offset.kind === 'start' ? retainedStart(s) : offset.kind === 'now' ? s.tail : offset.position
     if (!Number.isSafeInteger(from) || from < 0) throw new StreamError('INVALID_OFFSET', 'a position is a non-negative integer')
     if (from > s.tail) throw new StreamError('INVALID_OFFSET', 'offset is beyond the end of the stream')
     return from
   }
 
-  #startOf(s: Stream): number {
-    return s.source !== undefined && s.start === s.base ? this.#startOf(s.source) : s.start
-  }
 
   #info(s: Stream): StreamInfo {
     return {
@@ -646,15 +644,15 @@ export class StreamStore implements StreamEvents {
     if (source.deleting || !source.durable) throw new Unsettled(source)
     let at = options.forkOffset === undefined || options.forkOffset === 'now' ? source.tail : parseForkOffset(options.forkOffset, source)
     if (at > source.tail) throw new StreamError('INVALID_ARG', 'fork offset is beyond the end of the source')
-    const floor = source.acceptedStart > source.base ? source.acceptedStart : this.#startOf(source)
+    const floor = source.acceptedStart > source.base ? source.acceptedStart : retainedStart(source)
     if (at < floor) throw new StreamError('GONE', 'fork offset is below the retained data of the source')
-    if (source.json) this.#collect(source, at, at, 0, []) // INVALID_OFFSET unless between two messages
+    if (source.json) this.#collectRange(source, at, at, 0, []) // INVALID_OFFSET unless between two messages
     const sub = options.forkSubOffset ?? 0
     if (!Number.isSafeInteger(sub) || sub < 0) throw new StreamError('INVALID_ARG', 'fork sub-offset must be a non-negative integer')
     if (sub > 0) {
       // The sub-offset may not cross the data boundary after the anchor: stay inside one chunk.
       const parts: Buffer[] = []
-      const end = this.#collect(source, at, source.tail, 1, parts)
+      const end = this.#collectRange(source, at, source.tail, 1, parts)
       const chunk = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
       const length = source.json ? messagesLength(chunk, sub) : sub <= end - at ? sub : undefined
       if (length === undefined) throw new StreamError('INVALID_ARG', 'fork sub-offset passes the next data boundary')
@@ -663,36 +661,8 @@ export class StreamStore implements StreamEvents {
     return { source, forkAt: at }
   }
 
-  /**
-   * Append the stored bytes of `s` from `from` (below `limit`) to `out`, reading through fork
-   * sources for inherited ranges; stops after `maxBytes` (whole chunks). Returns the end position.
-   */
-  #collect(s: Stream, from: number, limit: number, maxBytes: number, out: Buffer[]): number {
-    let pos = from
-    let budget = maxBytes
-    // Retention dropped everything below `start` (for a fork, its inherited range too).
-    if (s.start > s.base && pos < s.start) throw new StreamError('GONE', 'offset is below the retained data of the stream')
-    if (pos < s.base) {
-      pos = this.#collect(s.source!, pos, Math.min(s.base, limit), maxBytes, out)
-      budget -= pos - from
-      if (pos < s.base || budget <= 0) return pos
-    }
-    let i = s.chunkAt(pos)
-    if (i < 0) return pos
-    if (s.json && pos !== s.positions[i]) {
-      if (!isMessageBoundary(this.#chunkData(s, i), pos - s.positions[i]!)) throw new StreamError('INVALID_OFFSET', 'offset is not at a message boundary')
-    }
-    for (; i < s.positions.length && pos < limit && budget > 0; i++) {
-      const start = s.positions[i]!
-      const stop = Math.min(s.chunkEnd(i), limit)
-      if (stop <= pos) continue
-      const data = this.#chunkData(s, i)
-      const piece = data.subarray(pos - start, stop - start)
-      out.push(piece)
-      budget -= piece.length
-      pos = stop
-    }
-    return pos
+  #collectRange(s: Stream, from: number, limit: number, maxBytes: number, out: Buffer[]): number {
+    return collectRange(s, from, limit, maxBytes, out, (stream, i) => this.#chunkData(stream, i))
   }
 
   /** The stored data of chunk `i` of `s`. */
