@@ -2,12 +2,14 @@ import { createPublicKey, verify } from 'node:crypto'
 import fs from 'node:fs'
 import http from 'node:http'
 import path from 'node:path'
+import { Worker } from 'node:worker_threads'
 
 import test from 'ava'
 
 import { Subscriptions } from '../dist/stream-subscriptions.js'
 import { globMatch } from '../dist/stream-subscription-glob.js'
 import { webhookUrlProblem } from '../dist/stream-subscription-webhook-url.js'
+import { postWebhook } from '../dist/stream-subscription-webhook.js'
 import { tmpDir } from './helpers.mjs'
 
 const ROOT = 'http://127.0.0.1:4437/v1/stream/'
@@ -31,6 +33,10 @@ class FakeStreams {
   append(name, ...messages) {
     this.streams.get(name).messages.push(...messages)
     for (const l of this.listeners) l(name, this.tail(name))
+  }
+  /** Deletes a stream; like the real store, a stream created again under its name starts at offset 0. */
+  delete(name) {
+    this.streams.delete(name)
   }
   messages(name) {
     return this.streams.get(name)?.messages ?? []
@@ -473,4 +479,161 @@ test('a failed durable write poisons the service: later requests answer 500, non
   t.is(later.status, 500, 'the subscription that was never stored is not served from memory')
   t.is(later.json.error.code, 'STORAGE_FAILED')
   t.is((await get(subs, 'kept')).status, 500)
+})
+
+test('glob matching stays polynomial on patterns with many ** segments', async (t) => {
+  t.timeout(60_000)
+  // 12 `**`s against 200 segments: trying every split is ~1e19 steps. Run in a worker so that a
+  // matcher that backtracks exponentially is stopped instead of hanging the test process.
+  const pattern = `${Array(12).fill('**/a').join('/')}/b`
+  const paths = [Array(200).fill('a').join('/'), `${Array(200).fill('a').join('/')}/b`]
+  const worker = new Worker(
+    `const { parentPort, workerData } = require('node:worker_threads')
+     import(workerData.module).then(({ globMatch }) => parentPort.postMessage(workerData.paths.map((p) => globMatch(workerData.pattern, p))))`,
+    { eval: true, workerData: { module: new URL('../dist/stream-subscription-glob.js', import.meta.url).href, pattern, paths } },
+  )
+  let guard
+  const answer = await Promise.race([
+    new Promise((resolve, reject) => worker.once('message', resolve).once('error', reject)),
+    new Promise((resolve) => (guard = setTimeout(() => resolve('no answer'), 30_000))),
+  ])
+  clearTimeout(guard)
+  await worker.terminate()
+  t.deepEqual(answer, [false, true])
+})
+
+test('a pattern longer than 4096 bytes is refused', async (t) => {
+  const { subs } = await open(t)
+  const res = await put(subs, 'long', { type: 'pull-wake', pattern: `events/${'x'.repeat(4096)}`, wake_stream: 'wake/w' })
+  t.is(res.status, 400)
+  t.is(res.json.error.code, 'INVALID_REQUEST')
+  t.is((await put(subs, 'long', { type: 'pull-wake', pattern: `events/${'x'.repeat(4000)}`, wake_stream: 'wake/w' })).status, 201)
+})
+
+test('webhook URL validation sees through IPv6 forms that embed or translate an IPv4 address', (t) => {
+  for (const bad of [
+    'https://[::7f00:1]/h', // IPv4-compatible ::127.0.0.1
+    'https://[::127.0.0.1]/h',
+    'https://[::a00:1]/h',
+    'https://[::ffff:0:a00:1]/h', // IPv4-translated (SIIT) 10.0.0.1
+    'https://[64:ff9b::a00:1]/h', // NAT64 to 10.0.0.1
+    'https://[64:ff9b::7f00:1]/h',
+    'https://[64:ff9b:1::1]/h', // local-use NAT64
+    'https://[2002:a00:1::1]/h', // 6to4 around 10.0.0.1
+    'https://[2002:7f00:1::1]/h',
+    'https://[2001::1]/h', // Teredo
+    'https://[fec0::1]/h', // site-local
+    'https://[100::1]/h', // discard
+    'https://[2001:db8::1]/h', // documentation
+    'https://[0:0:0:0:0:ffff:192.168.0.1]/h',
+  ]) {
+    t.is(typeof webhookUrlProblem(bad), 'string', bad)
+  }
+  for (const ok of ['https://[2606:4700:4700::1111]/h', 'https://[2001:4860:4860::8888]/h', 'https://[::ffff:8.8.8.8]/h', 'https://[64:ff9b::808:808]/h', 'https://[2002:808:808::1]/h']) {
+    t.is(webhookUrlProblem(ok), undefined, ok)
+  }
+})
+
+test('a webhook answer is read only up to a size limit, and an oversized one does not finish the wake', async (t) => {
+  const total = 16 << 20
+  const server = http.createServer((req, res) => {
+    req.resume()
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.write('{"done":true,"pad":"')
+      let written = 0
+      const chunk = 'x'.repeat(1 << 16)
+      const pump = () => {
+        while (!res.destroyed && written < total) {
+          written += chunk.length
+          if (!res.write(chunk)) return void res.once('drain', pump)
+        }
+        if (!res.destroyed) res.end('"}')
+      }
+      pump()
+    })
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    server.closeAllConnections()
+    server.close()
+  })
+  const outcome = await postWebhook(`http://127.0.0.1:${server.address().port}/hook`, '{}', 'sig', new AbortController().signal)
+  t.deepEqual(outcome, { delivered: true, done: false })
+})
+
+test('a webhook delivery aborted before it starts is not sent', async (t) => {
+  const hook = await receiver(t)
+  const aborted = new AbortController()
+  aborted.abort()
+  const outcome = await postWebhook(hook.url, '{}', 'sig', aborted.signal)
+  t.false(outcome.delivered)
+  t.is(hook.received.length, 0)
+})
+
+test('a wake finished by callback while its delivery is retried leaves no retry schedule behind', async (t) => {
+  const hook = await receiver(t, () => [500, {}])
+  const { subs, streams } = await open(t)
+  await put(subs, 'rc', { type: 'webhook', pattern: 'events/*', webhook: { url: hook.url } })
+  streams.create('events/a', 'one')
+  await waitFor(async () => (await get(subs, 'rc')).json.status === 'failed', 'status failed')
+  // The receiver answered 500 but did the work, and calls back with the token it was sent.
+  const wake = hook.received[0].body
+  const body = { wake_id: wake.wake_id, generation: wake.generation, acks: [{ stream: 'events/a', offset: offset(1) }], done: true }
+  const done = await call(subs, 'POST', 'subscriptions/rc/callback', body, bearer(wake.callback_token))
+  t.deepEqual(done.json, { ok: true, next_wake: false })
+  const sub = (await get(subs, 'rc')).json
+  t.is(sub.status, 'active')
+  t.is(linkOf(sub, 'events/a').acked_offset, offset(1))
+})
+
+test('glob links to deleted streams are dropped when the subscription is next saved', async (t) => {
+  const { subs, streams, dir } = await open(t)
+  streams.create('wake/pool')
+  streams.create('events/a', 'one')
+  streams.create('events/b', 'one')
+  await put(subs, 'prune', { type: 'pull-wake', pattern: 'events/*', streams: ['events/gone-explicit'], wake_stream: 'wake/pool' })
+  streams.delete('events/a')
+  t.is((await call(subs, 'POST', 'subscriptions/prune/streams', { streams: ['manual/x'] })).status, 204)
+  const expected = ['events/b', 'events/gone-explicit', 'manual/x']
+  t.deepEqual((await get(subs, 'prune')).json.streams.map((s) => s.path), expected)
+  await subs.close()
+  const reopened = await open(t, { dir, streams })
+  t.deepEqual((await get(reopened.subs, 'prune')).json.streams.map((s) => s.path), expected)
+  // Created again, the stream is linked afresh and delivered from its start.
+  streams.create('events/a', 'new')
+  const claimed = await call(reopened.subs, 'POST', 'subscriptions/prune/claim', { worker: 'w' })
+  t.is(claimed.status, 200)
+  t.like(linkOf(claimed.json, 'events/a'), { acked_offset: '-1', has_pending: true })
+})
+
+test('a stream deleted and created again while the service was down is delivered from its start', async (t) => {
+  const first = await open(t)
+  const { streams, dir } = first
+  streams.create('wake/pool')
+  await put(first.subs, 'again', { type: 'pull-wake', pattern: 'events/*', wake_stream: 'wake/pool' })
+  streams.create('events/a', 'one', 'two')
+  const claimed = await call(first.subs, 'POST', 'subscriptions/again/claim', { worker: 'w' })
+  const base = { wake_id: claimed.json.wake_id, generation: claimed.json.generation }
+  const acked = await call(first.subs, 'POST', 'subscriptions/again/ack', { ...base, acks: [{ stream: 'events/a', offset: offset(2) }], done: true }, bearer(claimed.json.token))
+  t.is(acked.status, 200)
+  await first.subs.close()
+
+  // Meanwhile the stream is replaced by a shorter one: its offsets start over below the cursor.
+  streams.delete('events/a')
+  streams.create('events/a', 'new')
+  const { subs } = await open(t, { dir, streams })
+  const again = await call(subs, 'POST', 'subscriptions/again/claim', { worker: 'w' })
+  t.is(again.status, 200)
+  t.like(linkOf(again.json, 'events/a'), { acked_offset: '-1', tail_offset: offset(1), has_pending: true })
+})
+
+test('an https webhook whose host name resolves to a local address is not contacted', async (t) => {
+  // The URL check sees only a name; `localhost` stands for any name that points inside the network.
+  const hook = await receiver(t)
+  const port = new URL(hook.url).port
+  const outcome = await postWebhook(`https://localhost:${port}/hook`, '{}', 'sig', new AbortController().signal)
+  t.false(outcome.delivered)
+  t.regex(outcome.reason, /localhost resolves to .*a private, loopback or link-local address/)
+  t.is(hook.received.length, 0)
 })

@@ -29,6 +29,12 @@ export const MIN_LEASE_TTL_MS = 1_000
 /** Longest lease a subscription may ask for: 10 minutes. */
 export const MAX_LEASE_TTL_MS = 600_000
 
+/**
+ * Longest `pattern`, in bytes: twice the longest stream name, ample for any useful pattern. The
+ * pattern is matched against every appended stream's name, so its size is bounded like theirs.
+ */
+export const MAX_PATTERN_BYTES = 4096
+
 /** A request the server refuses, with the protocol error code to report it under. */
 export interface ConfigProblem {
   code: 'INVALID_REQUEST' | 'WEBHOOK_URL_REJECTED'
@@ -69,6 +75,7 @@ export function parseSubscriptionConfig(body: unknown): SubscriptionConfig | Con
   if (body.pattern !== undefined && body.pattern !== null) {
     if (typeof body.pattern !== 'string' || normalizeStreamPath(body.pattern) === '') return bad('pattern must be a non-empty string')
     pattern = normalizeStreamPath(body.pattern)
+    if (Buffer.byteLength(pattern) > MAX_PATTERN_BYTES) return bad(`pattern must be at most ${MAX_PATTERN_BYTES} bytes`)
   }
   let streams: string[] = []
   if (body.streams !== undefined && body.streams !== null) {

@@ -29,22 +29,29 @@ export function isReservedPath(path: string): boolean {
 export function globMatch(pattern: string, path: string): boolean {
   const want = normalizeStreamPath(pattern).split('/')
   const have = normalizeStreamPath(path).split('/')
-  return matchFrom(want, 0, have, 0)
-}
-
-function matchFrom(want: readonly string[], w: number, have: readonly string[], h: number): boolean {
-  for (; w < want.length; w++, h++) {
-    if (want[w] === '**') {
-      // Collapse runs of `**` so the backtracking stays linear in the common cases.
-      while (want[w + 1] === '**') w++
-      if (w === want.length - 1) return true
-      for (let skip = h; skip <= have.length; skip++) {
-        if (matchFrom(want, w + 1, have, skip)) return true
-      }
+  // Greedy matching that remembers only the latest `**`: when a later segment fails, that `**`
+  // takes one more segment and matching resumes after it. An earlier `**` never needs to take
+  // more, since the later one can absorb whatever it would have. So the cost is at most
+  // |want| x |have| steps, never the exponential backtracking of trying every split, and there
+  // is no recursion to overflow the stack (patterns are client-chosen; this runs on every append).
+  let w = 0
+  let h = 0
+  let star = -1 // index in `want` of the latest `**`, or -1
+  let starTook = 0 // where in `have` the segments taken by that `**` end
+  while (h < have.length) {
+    if (w < want.length && want[w] === '**') {
+      star = w++
+      starTook = h
+    } else if (w < want.length && (want[w] === '*' || want[w] === have[h])) {
+      w++
+      h++
+    } else if (star >= 0) {
+      w = star + 1
+      h = ++starTook
+    } else {
       return false
     }
-    if (h >= have.length) return false
-    if (want[w] !== '*' && want[w] !== have[h]) return false
   }
-  return h === have.length
+  while (w < want.length && want[w] === '**') w++
+  return w === want.length
 }

@@ -228,7 +228,7 @@ export class Subscriptions {
       if (tail !== undefined && this.#patternCovers(live, path)) this.#link(live, path, false, tail)
     }
     try {
-      await this.#store.save(record)
+      await this.#save(live)
     } catch (e) {
       this.#live.delete(id)
       throw e
@@ -252,7 +252,7 @@ export class Subscriptions {
     if (!Array.isArray(paths)) return failure(400, paths.code, paths.message)
     if (paths.length === 0) return failure(400, 'INVALID_REQUEST', 'streams must name at least one stream')
     for (const path of paths) this.#link(live, path, true, this.#streams.tail(path) ?? BEFORE_FIRST_OFFSET)
-    await this.#store.save(live.record)
+    await this.#save(live)
     return noContent()
   }
 
@@ -268,7 +268,7 @@ export class Subscriptions {
       live.links.delete(path)
       live.record.links = live.record.links.filter((l) => l !== link)
     }
-    await this.#store.save(live.record)
+    await this.#save(live)
     return noContent()
   }
 
@@ -295,7 +295,7 @@ export class Subscriptions {
     const wake = record.wake!
     wake.holder = worker
     wake.lease_expires_at = this.#now() + record.config.lease_ttl_ms
-    await this.#store.save(record)
+    await this.#save(live)
     this.#armLease(live)
     return json(200, {
       wake_id: wake.id,
@@ -353,7 +353,7 @@ export class Subscriptions {
     }
     // Not done: a heartbeat that keeps the lease.
     wake.lease_expires_at = this.#now() + record.config.lease_ttl_ms
-    await this.#store.save(record)
+    await this.#save(live)
     this.#armLease(live)
     return json(200, { ok: true, next_wake: false })
   }
@@ -395,7 +395,11 @@ export class Subscriptions {
    */
   async #endWake(live: Live): Promise<boolean> {
     live.record.wake = null
+    // A retry schedule belongs to the wake that failed to be delivered: a receiver may finish it
+    // by callback even so. Its successor starts with a first attempt, and `status` is active again.
+    live.record.retry = null
     this.#clearTimer(live, 'leaseTimer')
+    this.#clearTimer(live, 'deliveryTimer')
     return this.#wakeIfPending(live)
   }
 
@@ -404,11 +408,11 @@ export class Subscriptions {
     const record = live.record
     const pending = record.wake === null ? firstPending(record, this.#tailOf) : undefined
     if (pending === undefined) {
-      await this.#store.save(record)
+      await this.#save(live)
       return false
     }
     const wake = this.#issueWake(live, pending)
-    await this.#store.save(record)
+    await this.#save(live)
     this.#startWake(live, wake)
     return true
   }
@@ -506,7 +510,7 @@ export class Subscriptions {
       if (!outcome.delivered) {
         const failures = (record.retry?.failures ?? 0) + 1
         record.retry = { failures, next_attempt_at: this.#now() + retryDelayMs(failures) }
-        await this.#store.save(record)
+        await this.#save(live)
         this.#scheduleDelivery(live)
         return
       }
@@ -521,7 +525,7 @@ export class Subscriptions {
         return
       }
       record.wake!.lease_expires_at = this.#now() + record.config.lease_ttl_ms
-      await this.#store.save(record)
+      await this.#save(live)
       this.#armLease(live)
     })
   }
@@ -553,6 +557,16 @@ export class Subscriptions {
 
   #onTail(name: string, tail: string): void {
     if (this.#closed || isReservedPath(name)) return
+    // The store calls this in its commit path, after the append is durable: a throw would fail
+    // that append's request and starve the other listeners. Report it instead.
+    try {
+      this.#noteTail(name, tail)
+    } catch (e) {
+      this.#onError(e)
+    }
+  }
+
+  #noteTail(name: string, tail: string): void {
     for (const live of this.#live.values()) {
       let link = live.links.get(name)
       if (!link && this.#patternCovers(live, name)) {
@@ -584,6 +598,12 @@ export class Subscriptions {
   /** After a restart: relink streams missed in a crash, restart leases and deliveries, wake pending work. */
   async #resume(live: Live): Promise<void> {
     const record = live.record
+    for (const link of live.links.values()) {
+      // The stream was deleted and created again while the service was down (offsets restart):
+      // no append event will tell, so start the new stream over here.
+      const tail = this.#streams.tail(link.path)
+      if (tail !== undefined && tail < link.acked_offset) link.acked_offset = BEFORE_FIRST_OFFSET
+    }
     for (const path of this.#streams.names()) {
       if (!live.links.has(path) && this.#patternCovers(live, path)) this.#link(live, path, false, BEFORE_FIRST_OFFSET)
     }
@@ -630,6 +650,21 @@ export class Subscriptions {
   }
 
   readonly #tailOf = (path: string): string | undefined => this.#streams.tail(path)
+
+  /**
+   * Persists the record; durable when the promise resolves. Glob links to streams that no longer
+   * exist are dropped first: with a pattern over short-lived streams they would otherwise pile up
+   * forever, in memory, on disk and in every response. A stream created again under that name is
+   * linked afresh by its first append, from its start.
+   */
+  async #save(live: Live): Promise<void> {
+    const gone = live.record.links.filter((link) => !link.explicit && this.#streams.tail(link.path) === undefined)
+    if (gone.length > 0) {
+      for (const link of gone) live.links.delete(link.path)
+      live.record.links = live.record.links.filter((link) => live.links.get(link.path) === link)
+    }
+    await this.#store.save(live.record)
+  }
 
   /** Runs background work in the subscription's queue; failures are reported, never thrown. */
   #background(id: string, task: () => Promise<void>): void {
