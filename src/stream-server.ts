@@ -300,6 +300,8 @@ async function longPoll(ctx: Context, name: string, query: ReadQuery, res: Serve
   const onClose = () => abort.abort()
   res.on('close', onClose)
   ctx.closing.signal.addEventListener('abort', onClose)
+  // Gone (or closing) already, before the listeners were attached: do not wait at all.
+  if (res.destroyed || ctx.closing.signal.aborted) abort.abort()
   try {
     await store.wait(name, position, ctx.longPollTimeoutMs, abort.signal)
   } finally {

@@ -34,6 +34,7 @@ export async function serveSse(
   const timer = setTimeout(stop, options.maxMs)
   res.on('close', stop)
   options.closing.addEventListener('abort', stop)
+  if (res.destroyed || options.closing.aborted) stop() // gone before the listeners were attached
   let cursor = query.cursor
   try {
     for (let first = true; !abort.signal.aborted; first = false) {
