@@ -258,3 +258,35 @@ test('a checkpoint below existing ones (the log was cut back) replaces them', as
   t.is(latest.lsn, 400)
   t.is(latest.data.toString(), 'state at 400 of the new history')
 })
+
+both('pruning keeps `keep` checkpoints that verify: a damaged one neither counts nor stays', async (t, dir) => {
+  const cps = new Checkpoints(dir, { keep: 2 })
+  await cps.write(100, 'a')
+  await cps.write(200, 'b')
+  await damage(dir, name(200), (b) => ((b[b.length - 1] ^= 1), b))
+  await cps.write(300, 'c')
+  // Newest first: 300 (valid), 200 (damaged: dropped), 100 (valid: the second kept).
+  t.deepEqual(await cps.list(), [100, 300])
+  await damage(dir, name(300), (b) => b.subarray(0, 10))
+  t.is((await cps.latest()).data.toString(), 'a', 'the fallback is still there')
+})
+
+test('checkpoint() drops log segments only below the oldest checkpoint that verifies', async (t) => {
+  const dir = await FsDirectory.open(path.join(tmpDir(t), 'cps'))
+  const wal = await Wal.open(path.join(tmpDir(t), 'wal'), SMALL)
+  const cps = new Checkpoints(dir, { keep: 2 })
+  const lsns = []
+  for (let i = 0; i < 40; i++) lsns.push(await wal.append(`record ${i}`.padEnd(300, '.')))
+  await checkpoint({ wal, checkpoints: cps, lsn: lsns[9], data: '10 records' })
+  await checkpoint({ wal, checkpoints: cps, lsn: lsns[19], data: '20 records' })
+  await damage(dir, name(lsns[19]), (b) => Buffer.alloc(b.length))
+  await checkpoint({ wal, checkpoints: cps, lsn: lsns[29], data: '30 records' })
+  t.deepEqual(await cps.list(), [lsns[9], lsns[29]])
+  t.true(wal.firstLsn <= lsns[10], 'every record after the oldest valid checkpoint is still in the log')
+  await damage(dir, name(lsns[29]), (b) => Buffer.alloc(b.length))
+  const { lsn, replayed, snapshotLsn } = await recover({ wal, checkpoints: cps, init: (s) => (s ? s.toString() : ''), apply: () => {} })
+  t.is(snapshotLsn, lsns[9])
+  t.is(replayed, 30)
+  t.is(lsn, lsns[39])
+  await wal.close()
+})

@@ -102,7 +102,7 @@ export class Checkpoints {
 
   /**
    * Store `data` as the snapshot covering the log up to `lsn`, atomically and durably, then
-   * delete (durably) all but the newest `keep`. Resolves once the checkpoint survives a power
+   * delete (durably) all but the newest `keep` that verify. Resolves once the checkpoint survives a power
    * loss; if the power fails before, the previous checkpoints are intact.
    *
    * `lsn` is the log position the snapshot covers: the LSN of the newest record it includes,
@@ -172,15 +172,27 @@ export class Checkpoints {
   }
 
   /**
-   * Delete all but the newest `keep`, and temporary files of interrupted writes. The deletions
-   * are made durable: `checkpoint()` then lets the log drop what the oldest kept one covers, and
-   * a deleted older checkpoint must not come back after a power loss needing records that are
-   * gone.
+   * Keep the newest `keep` checkpoints that verify; delete the rest — older ones, and damaged
+   * ones, which could never serve as a fallback — and temporary files of interrupted writes. The
+   * deletions are made durable: `checkpoint()` then lets the log drop what the oldest kept one
+   * covers, and a deleted older checkpoint must not come back after a power loss needing records
+   * that are gone.
    */
   async #prune(): Promise<void> {
     const names = await this.directory.listDir(this.#dir)
-    const lsns = (await this.list()).reverse()
-    await this.#deleteDurably([...lsns.slice(this.keep).map(fileName), ...names.filter((n) => isTempName(n, PREFIX))])
+    const doomed: string[] = []
+    let valid = 0
+    for (const lsn of (await this.list()).reverse()) {
+      if (valid < this.keep) {
+        const found = await this.read(lsn)
+        if (found !== undefined && !('damage' in found)) {
+          valid++
+          continue
+        }
+      }
+      doomed.push(fileName(lsn))
+    }
+    await this.#deleteDurably([...doomed, ...names.filter((n) => isTempName(n, PREFIX))])
   }
 
   async #deleteDurably(names: string[]): Promise<void> {
