@@ -75,9 +75,6 @@ export class LogDurableStore extends DurableStoreBase {
   readonly #minGarbage: number
   readonly #ratio: number
   #compaction: Promise<void> | undefined
-  /** Scans of the log running now; compaction does not drop segments under them. */
-  #scans = 0
-  #scansIdle: (() => void) | undefined
   #truncating: Promise<unknown> | undefined
 
   private constructor(wal: Wal, index: Map<string, Slot>, options: LogDurableStoreOptions, segmentBytes: number) {
@@ -151,17 +148,21 @@ export class LogDurableStore extends DurableStoreBase {
     return this.#index.keys()
   }
 
+  /**
+   * One pass over the log. Compaction may run meanwhile: it re-appends live records above the
+   * scan and drops the segments below (the log's iterator then continues at the oldest record
+   * left), so a key may be met again at its new place — each is yielded once.
+   */
   protected async *storedEntries(): AsyncIterable<[string, Buffer]> {
     while (this.#truncating !== undefined) await this.#truncating.catch(() => {})
-    this.#scans++
-    try {
-      for await (const { lsn, data } of this.#wal.entries({ from: this.#wal.firstLsn })) {
-        const { kind, key, value } = decodeLogRecord(data, lsn)
-        // Only the latest record of a key counts (the index says which one that is).
-        if (kind === PUT && this.#index.get(key)?.lsn === lsn) yield [key, Buffer.from(value)]
+    const yielded = new Set<string>()
+    for await (const { lsn, data } of this.#wal.entries({ from: this.#wal.firstLsn })) {
+      const { kind, key, value } = decodeLogRecord(data, lsn)
+      // Only the latest record of a key counts (the index says which one that is).
+      if (kind === PUT && this.#index.get(key)?.lsn === lsn && !yielded.has(key)) {
+        yielded.add(key)
+        yield [key, Buffer.from(value)]
       }
-    } finally {
-      if (--this.#scans === 0) this.#scansIdle?.()
     }
   }
 
@@ -198,8 +199,8 @@ export class LogDurableStore extends DurableStoreBase {
       if (batch.length >= 256) await Promise.all(batch.splice(0))
     }
     await Promise.all(batch)
-    // Every live record is at or above the boundary now; drop the segments below it.
-    while (this.#scans > 0) await new Promise<void>((resolve) => (this.#scansIdle = resolve))
+    // Every live record is at or above the boundary now; drop the segments below it. Scans under
+    // way are not waited for (an abandoned one would block compaction and close for ever).
     this.#truncating = this.#wal.truncateBefore(boundary)
     try {
       await this.#truncating
