@@ -290,3 +290,20 @@ test('checkpoint() drops log segments only below the oldest checkpoint that veri
   t.is(lsn, lsns[39])
   await wal.close()
 })
+
+test('recover() refuses, rather than silently missing records, when the only checkpoints the trimmed log relies on are damaged', async (t) => {
+  const dir = await FsDirectory.open(path.join(tmpDir(t), 'cps'))
+  const wal = await Wal.open(path.join(tmpDir(t), 'wal'), SMALL)
+  const cps = new Checkpoints(dir, { keep: 1 })
+  const lsns = []
+  for (let i = 0; i < 40; i++) lsns.push(await wal.append(`record ${i}`.padEnd(300, '.')))
+  const opts = { wal, checkpoints: cps, init: (s) => (s ? s.toString() : ''), apply: () => {} }
+  t.is((await recover(opts)).replayed, 40, 'nothing trimmed, no checkpoint: the whole log')
+  await checkpoint({ wal, checkpoints: cps, lsn: lsns[29], data: '30 records' })
+  t.true(wal.firstLsn > lsns[0], 'the log was trimmed for the checkpoint')
+  t.is((await recover(opts)).replayed, 10)
+  await damage(dir, name(lsns[29]), (b) => Buffer.alloc(b.length))
+  const e = await t.throwsAsync(recover(opts), { instanceOf: SturdyError, code: 'ERR_CORRUPT' })
+  t.regex(e.message, /is damaged, and the log now starts at LSN \d+, after its beginning/)
+  await wal.close()
+})

@@ -11,8 +11,11 @@ import type { Wal, WalEntry } from './wal.js'
  * ```
  */
 export interface RecoverOptions<S> {
-  /** The log to replay (any object with `entries` and `nextLsn`). */
-  wal: Pick<Wal, 'entries' | 'nextLsn'>
+  /**
+   * The log to replay (any object with `entries` and `nextLsn`; with `firstLsn` too, recovery
+   * also notices records dropped for a checkpoint that is now damaged).
+   */
+  wal: Pick<Wal, 'entries' | 'nextLsn'> & Partial<Pick<Wal, 'firstLsn'>>
   /** Where the snapshots are; without it the whole log is replayed onto `init(undefined)`. */
   checkpoints?: Checkpoints
   /** The starting state: from the newest valid snapshot's bytes, or from scratch (`undefined`). */
@@ -48,6 +51,9 @@ export interface Recovered<S> {
   damagedCheckpoints: DamagedCheckpoint[]
 }
 
+/** Where the first record of a log lies: after the first segment's header and commit marker. */
+const FIRST_RECORD_LSN = 64 + 24
+
 function isThenable(x: unknown): x is PromiseLike<unknown> {
   return x !== null && (typeof x === 'object' || typeof x === 'function') && typeof (x as PromiseLike<unknown>).then === 'function'
 }
@@ -60,7 +66,8 @@ function isThenable(x: unknown): x is PromiseLike<unknown> {
  *
  * Fails with `ERR_CORRUPT` if the snapshot claims to cover more of the log than the log holds
  * (a different log, or one cut back after the snapshot was taken): replaying would then give
- * later records LSNs the snapshot already claims.
+ * later records LSNs the snapshot already claims. Also when newer checkpoints are damaged and the
+ * log was already trimmed past the snapshot it falls back to: records would be missing.
  *
  * @example
  * ```ts
@@ -84,6 +91,19 @@ export async function recover<S>(options: RecoverOptions<S>): Promise<Recovered<
     throw new SturdyError(
       'ERR_CORRUPT',
       `the checkpoint at LSN ${latest.lsn} covers more than the log holds (it ends at ${wal.nextLsn}): is this the log it was taken from?`,
+    )
+  }
+
+  // A newer checkpoint failed verification, and the log no longer reaches back to the snapshot
+  // we fall back to (or to its own start): the records in between were dropped for the damaged
+  // one. Replaying would silently miss them.
+  const from = latest?.lsn ?? FIRST_RECORD_LSN
+  const newerDamaged = damaged.filter((d) => d.lsn > (latest?.lsn ?? -1))
+  if (newerDamaged.length > 0 && wal.firstLsn !== undefined && wal.firstLsn > from) {
+    const names = newerDamaged.map((d) => `LSN ${d.lsn} (${d.damage})`).join(', ')
+    throw new SturdyError(
+      'ERR_CORRUPT',
+      `checkpoint ${names} is damaged, and the log now starts at LSN ${wal.firstLsn}, after ${latest ? `the older checkpoint at LSN ${latest.lsn}` : 'its beginning'}: the records in between are gone`,
     )
   }
 
