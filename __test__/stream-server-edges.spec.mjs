@@ -123,3 +123,27 @@ test('many producers on one stream: compaction splits their state and the store 
   }
   t.is((await store.head('busy')).nextOffset, '0000000000000000_0000000000002001')
 })
+
+test('large reads go off the event loop and stay right while compaction moves their data', async (t) => {
+  const store = await StreamStore.open(tmpDir(t), { shards: 1, segmentBytes: 64 << 10 })
+  t.teardown(() => store.close())
+  await store.create('many', { contentType: 'text/plain' })
+  const expected = []
+  for (let i = 0; i < 600; i++) {
+    const line = `line ${i}\n`
+    expected.push(line)
+    await store.append('many', Buffer.from(line), { contentType: 'text/plain' })
+    if (i % 50 === 0) {
+      await store.create(`junk-${i}`, { contentType: 'text/plain', data: Buffer.alloc(4000, 1) })
+      await store.delete(`junk-${i}`)
+    }
+  }
+  const whole = expected.join('')
+  const reads = []
+  for (let k = 0; k < 20; k++) reads.push(store.read('many', { kind: 'start' }))
+  const compaction = store.compact()
+  for (let k = 0; k < 20; k++) reads.push(store.read('many', { kind: 'start' }))
+  await compaction
+  for (const r of await Promise.all(reads)) t.is(r.data.toString(), whole)
+  t.is((await store.read('many', { kind: 'start' })).data.toString(), whole, 'and after compaction')
+})

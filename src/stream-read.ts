@@ -13,18 +13,27 @@ export function retainedStart(s: Stream): number {
   return s.source !== undefined && s.start === s.base ? retainedStart(s.source) : s.start
 }
 
+/** Part of a read: bytes `[from, to)` of the data of the record at `lsn` in `shard`. */
+export interface Piece {
+  shard: number
+  lsn: number
+  from: number
+  to: number
+}
+
 /**
- * Append the stored bytes of `s` from `from` (below `limit`) to `out`, reading through fork
- * sources for inherited ranges; stops after `maxBytes` (whole chunks). Returns the end position.
- * `GONE` below the retained data, `INVALID_OFFSET` between the bytes of one JSON message.
+ * Plan a read of the stored bytes of `s` from `from` (below `limit`): the pieces to read, in
+ * order, through fork sources for inherited ranges; stops after `maxBytes` (whole chunks).
+ * Returns the end position. `GONE` below the retained data, `INVALID_OFFSET` between the bytes of
+ * one JSON message (checking that reads the chunk it falls in).
  */
-export function collectRange(s: Stream, from: number, limit: number, maxBytes: number, out: Buffer[], chunkData: ChunkData): number {
+export function planRange(s: Stream, from: number, limit: number, maxBytes: number, out: Piece[], chunkData: ChunkData): number {
   let pos = from
   let budget = maxBytes
   // Retention dropped everything below `start` (for a fork, its inherited range too).
   if (s.start > s.base && pos < s.start) throw new StreamError('GONE', 'offset is below the retained data of the stream')
   if (pos < s.base) {
-    pos = collectRange(s.source!, pos, Math.min(s.base, limit), maxBytes, out, chunkData)
+    pos = planRange(s.source!, pos, Math.min(s.base, limit), maxBytes, out, chunkData)
     budget -= pos - from
     if (pos < s.base || budget <= 0) return pos
   }
@@ -37,10 +46,25 @@ export function collectRange(s: Stream, from: number, limit: number, maxBytes: n
     const start = s.positions[i]!
     const stop = Math.min(s.chunkEnd(i), limit)
     if (stop <= pos) continue
-    const piece = chunkData(s, i).subarray(pos - start, stop - start)
-    out.push(piece)
-    budget -= piece.length
+    out.push({ shard: s.shard, lsn: s.lsns[i]!, from: pos - start, to: stop - start })
+    budget -= stop - pos
     pos = stop
   }
   return pos
+}
+
+/** {@link planRange}, then the pieces read at once (small, synchronous reads: fork points, checks). */
+export function collectRange(
+  s: Stream,
+  from: number,
+  limit: number,
+  maxBytes: number,
+  out: Buffer[],
+  chunkData: ChunkData,
+  read: (p: Piece) => Buffer,
+): number {
+  const pieces: Piece[] = []
+  const end = planRange(s, from, limit, maxBytes, pieces, chunkData)
+  for (const p of pieces) out.push(read(p))
+  return end
 }

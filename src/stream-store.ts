@@ -7,12 +7,13 @@
 
 import { randomBytes } from 'node:crypto'
 import { Wal } from './wal.js'
+import { SturdyError } from './errors.js'
 import type { SimulatedDisk } from './simulated-disk.js'
 import { StreamError } from './stream-error.js'
 import type { StreamEvents } from './stream-events.js'
 import { formatOffset, parsePosition, type OffsetRequest } from './stream-offset.js'
 import { jsonMessages, messagesLength } from './stream-json.js'
-import { collectRange, retainedStart } from './stream-read.js'
+import { collectRange, planRange, retainedStart, type Piece } from './stream-read.js'
 import { mediaTypeOf, Stream } from './stream-state.js'
 import { openLayout, shardDir, shardOf } from './stream-layout.js'
 import { replayShards } from './stream-replay.js'
@@ -170,6 +171,8 @@ export interface ReadResult {
 
 const DEFAULT_TYPE = 'application/octet-stream'
 const MAX_READ_BYTES = 1 << 20
+/** Reads of up to this many pieces use positioned reads on the event loop (page cache: µs). */
+const SYNC_READ_PIECES = 8
 const MAX_NAME_BYTES = 2048
 /** Producer ids and Stream-Seq values: kept per stream and in every snapshot, so bounded. */
 const MAX_WRITER_ID_BYTES = 1024
@@ -448,26 +451,46 @@ export class StreamStore implements StreamEvents {
 
   /** Catch-up read from `offset`: at most about `maxBytes` (whole chunks, at least one). */
   read(name: string, offset: OffsetRequest, maxBytes = MAX_READ_BYTES): Promise<ReadResult> {
-    return this.#retrying(async () => this.#read(name, offset, maxBytes))
+    return this.#retrying(async () => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await this.#read(name, offset, maxBytes, attempt <= 3)
+        } catch (e) {
+          // Compaction dropped a segment the plan pointed into: plan again.
+          if (!(e instanceof SturdyError && e.code === 'ERR_NOT_FOUND')) throw e
+        }
+      }
+    })
   }
 
-  #read(name: string, offset: OffsetRequest, maxBytes: number): ReadResult {
+  /**
+   * A read: plan the pieces, then fetch them — a few from the page cache at once (`readSync`),
+   * more in parallel off the event loop, so a cold catch-up read never stalls other requests.
+   */
+  async #read(name: string, offset: OffsetRequest, maxBytes: number, mayWait: boolean): Promise<ReadResult> {
     this.#checkOpen()
     const now = this.#now()
     const s = this.#live(name, now)
     if (!s.durable) throw new Unsettled(s)
     s.lastAccess = now
     const from = this.#from(s, offset)
-    const parts: Buffer[] = []
-    const end = offset.kind === 'now' ? s.tail : this.#collectRange(s, from, s.tail, maxBytes, parts)
+    const pieces: Piece[] = []
+    const end = offset.kind === 'now' ? s.tail : planRange(s, from, s.tail, maxBytes, pieces, (stream, i) => this.#chunkData(stream, i))
+    const tail = s.tail
+    const closed = end === tail && s.closed
+    const fetch = (p: Piece, record: Buffer) => record.subarray(dataStart(record) + p.from, dataStart(record) + p.to)
+    const parts =
+      pieces.length <= SYNC_READ_PIECES || !mayWait
+        ? pieces.map((p) => fetch(p, this.#wals[p.shard]!.readSync(p.lsn)))
+        : await Promise.all(pieces.map(async (p) => fetch(p, await this.#wals[p.shard]!.read(p.lsn))))
     const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
     return {
       uid: s.uid,
       data,
       startOffset: formatOffset(from),
       nextOffset: formatOffset(end),
-      upToDate: end === s.tail,
-      closed: end === s.tail && s.closed,
+      upToDate: end === tail,
+      closed,
       json: s.json,
       contentType: s.config.type,
     }
@@ -662,7 +685,10 @@ export class StreamStore implements StreamEvents {
   }
 
   #collectRange(s: Stream, from: number, limit: number, maxBytes: number, out: Buffer[]): number {
-    return collectRange(s, from, limit, maxBytes, out, (stream, i) => this.#chunkData(stream, i))
+    return collectRange(s, from, limit, maxBytes, out, (stream, i) => this.#chunkData(stream, i), (p) => {
+      const record = this.#wals[p.shard]!.readSync(p.lsn)
+      return record.subarray(dataStart(record) + p.from, dataStart(record) + p.to)
+    })
   }
 
   /** The stored data of chunk `i` of `s`. */
