@@ -26,13 +26,14 @@ class FakeStreams {
     const s = this.streams.get(name)
     return s && offset(s.messages.length)
   }
+  /** Like the real store: one event for the creation (with its initial messages), flagged `created`. */
   create(name, ...messages) {
-    this.streams.set(name, { messages: [] })
-    this.append(name, ...messages)
+    this.streams.set(name, { messages: [...messages] })
+    for (const l of this.listeners) l(name, this.tail(name), true)
   }
   append(name, ...messages) {
     this.streams.get(name).messages.push(...messages)
-    for (const l of this.listeners) l(name, this.tail(name))
+    for (const l of this.listeners) l(name, this.tail(name), false)
   }
   /** Deletes a stream; like the real store, a stream created again under its name starts at offset 0. */
   delete(name) {
@@ -636,4 +637,17 @@ test('an https webhook whose host name resolves to a local address is not contac
   t.false(outcome.delivered)
   t.regex(outcome.reason, /localhost resolves to .*a private, loopback or link-local address/)
   t.is(hook.received.length, 0)
+})
+
+test('a linked stream deleted and created again with more data than the cursor is delivered from its start', async (t) => {
+  const { subs, streams } = await open(t)
+  streams.create('events/a', 'm1', 'm2', 'm3')
+  streams.create('wake/w')
+  t.is((await put(subs, 'p', { type: 'pull-wake', pattern: 'events/*', wake_stream: 'wake/w' })).status, 201)
+  t.is(linkOf((await get(subs, 'p')).json, 'events/a').acked_offset, offset(3))
+  streams.delete('events/a')
+  streams.create('events/a', 'n1', 'n2', 'n3', 'n4', 'n5') // a new stream: its offsets start over
+  await waitFor(() => streams.messages('wake/w').length === 1, 'a wake event')
+  const link = linkOf((await get(subs, 'p')).json, 'events/a')
+  t.true(link.acked_offset < offset(0), `the cursor starts over (${link.acked_offset}), so all five new messages are pending`)
 })

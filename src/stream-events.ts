@@ -20,7 +20,9 @@ export interface StreamEvents {
   appendJson(name: string, messages: readonly unknown[]): Promise<void>
   /**
    * Calls `listener` after a stream is created or appended to and the change is durable, with the
-   * stream's new durable tail. Returns a function that removes the listener.
+   * stream's new durable tail; `created` is true for the event of its creation (a new stream,
+   * perhaps under the name of a deleted one, whose offsets start over). Returns a function that
+   * removes the listener.
    */
-  onTail(listener: (name: string, tail: string) => void): () => void
+  onTail(listener: (name: string, tail: string, created: boolean) => void): () => void
 }

@@ -205,7 +205,7 @@ export class StreamStore implements StreamEvents {
   readonly #wals: Wal[]
   readonly #byName = new Map<string, Stream>()
   readonly #byUid = new Map<string, Stream>()
-  readonly #listeners = new Set<(name: string, tail: string) => void>()
+  readonly #listeners = new Set<(name: string, tail: string, created: boolean) => void>()
   readonly #now: () => number
   readonly #options: StreamStoreOptions
   readonly #sweep: NodeJS.Timeout
@@ -271,7 +271,7 @@ export class StreamStore implements StreamEvents {
     await this.append(name, Buffer.from(JSON.stringify(messages)), { contentType: 'application/json' })
   }
 
-  onTail(listener: (name: string, tail: string) => void): () => void {
+  onTail(listener: (name: string, tail: string, created: boolean) => void): () => void {
     this.#listeners.add(listener)
     return () => this.#listeners.delete(listener)
   }
@@ -723,7 +723,7 @@ export class StreamStore implements StreamEvents {
       }
       apply(lsn)
       s.wake()
-      if (s.deleted === 'no') for (const l of this.#listeners) l(s.name, formatOffset(s.tail))
+      if (s.deleted === 'no') for (const l of this.#listeners) l(s.name, formatOffset(s.tail), record.kind === CREATE)
     })
     s.commit = applied.catch(() => {})
     await applied

@@ -122,7 +122,7 @@ export class Subscriptions {
     const store = new SubscriptionStore(dir)
     const service = new Subscriptions(options, keys, store)
     for (const record of await store.loadAll()) service.#adopt(record)
-    service.#stopListening = options.streams.onTail((name, tail) => service.#onTail(name, tail))
+    service.#stopListening = options.streams.onTail((name, tail, created) => service.#onTail(name, tail, created))
     for (const live of service.#live.values()) service.#background(live.record.id, () => service.#resume(live))
     return service
   }
@@ -555,18 +555,18 @@ export class Subscriptions {
 
   // ---- Stream events -------------------------------------------------------------------------------
 
-  #onTail(name: string, tail: string): void {
+  #onTail(name: string, tail: string, created: boolean): void {
     if (this.#closed || isReservedPath(name)) return
     // The store calls this in its commit path, after the append is durable: a throw would fail
     // that append's request and starve the other listeners. Report it instead.
     try {
-      this.#noteTail(name, tail)
+      this.#noteTail(name, tail, created)
     } catch (e) {
       this.#onError(e)
     }
   }
 
-  #noteTail(name: string, tail: string): void {
+  #noteTail(name: string, tail: string, created: boolean): void {
     for (const live of this.#live.values()) {
       let link = live.links.get(name)
       if (!link && this.#patternCovers(live, name)) {
@@ -574,8 +574,9 @@ export class Subscriptions {
         link = this.#link(live, name, false, BEFORE_FIRST_OFFSET)
       }
       if (!link) continue
-      // A tail below the cursor means the stream was deleted and created again: start it over.
-      if (tail < link.acked_offset) link.acked_offset = BEFORE_FIRST_OFFSET
+      // A new stream under a linked name (deleted and created again; its offsets start over), or
+      // a tail below the cursor (the same, seen late): deliver it from its start.
+      if (created || tail < link.acked_offset) link.acked_offset = BEFORE_FIRST_OFFSET
       const { id, incarnation } = live.record
       this.#background(id, async () => {
         const current = this.#current(id, incarnation)
