@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events'
 import { checkBlob, checkKey, type DurableStore, type DurableStoreOptions } from './durable-store.js'
 import { durableKeyMatcher } from './durable-store-keys.js'
 import { invalidArg, SturdyError } from './errors.js'
+import { KeyedQueue } from './keyed-queue.js'
 
 /** A pending write-behind change: the new value, or `null` for a delete. */
 type Change = Buffer | null
@@ -35,7 +36,7 @@ export abstract class DurableStoreBase extends EventEmitter implements DurableSt
   /** Write-behind batches being written. */
   readonly #batches = new Set<Promise<void>>()
   /** Per key: the last operation queued on it. */
-  readonly #queues = new Map<string, Promise<unknown>>()
+  readonly #queues = new KeyedQueue()
   #closing: Promise<void> | undefined
   /** A background error nobody listened for: `flush()`/`close()` reject with it. */
   #kept: unknown
@@ -186,7 +187,7 @@ export abstract class DurableStoreBase extends EventEmitter implements DurableSt
     this.#closing ??= (async () => {
       let failure: unknown
       await this.flush().catch((e: unknown) => (failure = e))
-      await Promise.allSettled([...this.#queues.values()])
+      await this.#queues.drain()
       await this.release()
       if (failure !== undefined) throw failure
     })()
@@ -200,19 +201,12 @@ export abstract class DurableStoreBase extends EventEmitter implements DurableSt
 
   /** Run `op` after every operation queued on `key` before it. */
   protected serial<T>(key: string, op: () => Promise<T>): Promise<T> {
-    const before = this.#queues.get(key) ?? Promise.resolve()
-    const run = before.then(op, op)
-    const tail = run.catch(() => {})
-    this.#queues.set(key, tail)
-    void tail.then(() => {
-      if (this.#queues.get(key) === tail) this.#queues.delete(key)
-    })
-    return run
+    return this.#queues.run(key, op)
   }
 
   /** Keys with an operation queued or running. */
   protected busyKeys(): string[] {
-    return [...this.#queues.keys()]
+    return this.#queues.keys()
   }
 
   /** Report a background failure: the `'error'` event, or kept for `flush()`/`close()`. */

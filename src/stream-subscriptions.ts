@@ -23,7 +23,7 @@ import {
   type SubscriptionResponse,
 } from './stream-subscription-http.js'
 import { SubscriptionKeys } from './stream-subscription-keys.js'
-import { KeyedQueue } from './stream-subscription-queue.js'
+import { KeyedQueue } from './keyed-queue.js'
 import { BEFORE_FIRST_OFFSET, firstPending, streamInfos, type StreamLink, type SubscriptionRecord, type Wake } from './stream-subscription-record.js'
 import { SubscriptionStore } from './stream-subscription-store.js'
 import { issueWakeToken, TOKEN_LIFETIME_MS, verifyWakeToken } from './stream-subscription-tokens.js'

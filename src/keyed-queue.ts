@@ -1,7 +1,6 @@
-// Serializes the work on each subscription. A request, a stream event, a lease timer and a
-// webhook outcome may all want to change one subscription at once, and each change spans an
-// await (the durable write); running them one at a time per id keeps every change a
-// read-modify-persist step that sees the previous one complete. Different ids run in parallel.
+// Serializes work per key: when each change spans an await (a durable write), running the
+// changes of one key one at a time keeps each a read-modify-persist step that sees the previous
+// one complete. Different keys run in parallel. Used per subscription and per durable-store key.
 
 /** Runs tasks one at a time per key, in submission order. */
 export class KeyedQueue {
@@ -18,6 +17,11 @@ export class KeyedQueue {
       if (this.#tails.get(key) === tail) this.#tails.delete(key)
     })
     return result
+  }
+
+  /** Keys with a task queued or running. */
+  keys(): string[] {
+    return [...this.#tails.keys()]
   }
 
   /** Resolves once every task submitted so far has finished. */
