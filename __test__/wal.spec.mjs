@@ -366,3 +366,11 @@ test('closing twice, in any mix of close and closeSync, is fine', async (t) => {
   w2.closeSync()
   await t.notThrowsAsync(w2.close())
 })
+
+test('a record given as parts is laid end to end; a part that is not bytes is refused', async (t) => {
+  const wal = await Wal.open(tmpDir(t))
+  const lsn = await wal.append([Buffer.from('head:'), Buffer.from('body'), new Uint8Array(0)])
+  t.is((await wal.read(lsn)).toString(), 'head:body')
+  await t.throwsAsync(wal.append([Buffer.from('a'), 'b']), { code: 'ERR_INVALID_ARG' })
+  await wal.close()
+})

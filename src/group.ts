@@ -65,8 +65,11 @@ export class Group {
     return this.#base + this.#used
   }
 
-  /** Frame one record (the only copy of its bytes); returns its offset in the group. */
-  add(data: RecordData, len: number): number {
+  /**
+   * Frame one record (the only copy of its bytes): `data`, or several parts laid end to end.
+   * `len` is its byte length. Returns its offset in the group.
+   */
+  add(data: RecordData | readonly Uint8Array[], len: number): number {
     const need = FRAME_HEADER + len
     if (this.#used + need > this.#cur.length) {
       this.seal()
@@ -80,7 +83,14 @@ export class Group {
     buf[at + 6] = len >>> 16
     buf[at + 7] = len >>> 24
     if (typeof data === 'string') buf.write(data, at + FRAME_HEADER, len, 'utf8')
-    else buf.set(data, at + FRAME_HEADER)
+    else if (data instanceof Uint8Array) buf.set(data, at + FRAME_HEADER)
+    else {
+      let to = at + FRAME_HEADER
+      for (const part of data) {
+        buf.set(part, to)
+        to += part.byteLength
+      }
+    }
     this.#used += need
     return this.#base + at
   }

@@ -96,15 +96,20 @@ export type StreamRecord =
   | { kind: typeof RETAIN; header: RetainHeader; data: Buffer }
   | { kind: typeof PRODUCERS; header: ProducersHeader; data: Buffer }
 
-/** `[kind u8][header length u32 LE][header as JSON][data]`. */
-export function encodeStreamRecord(record: StreamRecord): Buffer {
-  const header = Buffer.from(JSON.stringify(record.header))
-  const out = Buffer.allocUnsafe(PREFIX + header.length + record.data.length)
-  out[0] = record.kind
-  out.writeUInt32LE(header.length, 1)
-  header.copy(out, PREFIX)
-  record.data.copy(out, PREFIX + header.length)
-  return out
+/** A record as its head (kind, header length, header) and its data. */
+export type EncodedRecord = [head: Buffer, data: Buffer]
+
+/**
+ * `[kind u8][header length u32 LE][header as JSON][data]`, as two parts — the head and the data —
+ * for `Wal.append` to lay end to end, so the data is not copied to be joined first.
+ */
+export function encodeStreamRecord(record: StreamRecord): EncodedRecord {
+  const json = JSON.stringify(record.header)
+  const head = Buffer.allocUnsafe(PREFIX + Buffer.byteLength(json))
+  head[0] = record.kind
+  head.writeUInt32LE(head.length - PREFIX, 1)
+  head.write(json, PREFIX, 'utf8')
+  return [head, record.data]
 }
 
 /** Offset of the data inside an encoded record. */

@@ -17,7 +17,17 @@ import { collectRange, planRange, retainedStart, type Piece } from './stream-rea
 import { mediaTypeOf, Stream } from './stream-state.js'
 import { openLayout, shardDir, shardOf } from './stream-layout.js'
 import { replayShards } from './stream-replay.js'
-import { APPEND, CREATE, DELETE, dataStart, encodeStreamRecord, type ProducerTuple, type StreamConfig, type StreamRecord } from './stream-record.js'
+import {
+  APPEND,
+  CREATE,
+  DELETE,
+  dataStart,
+  encodeStreamRecord,
+  type EncodedRecord,
+  type ProducerTuple,
+  type StreamConfig,
+  type StreamRecord,
+} from './stream-record.js'
 import { compactShard, retainStream, type CompactionOptions } from './stream-compaction.js'
 
 /**
@@ -328,14 +338,15 @@ export class StreamStore implements StreamEvents {
     let data = options.data ?? Buffer.alloc(0)
     if (stream.json && data.length > 0) data = jsonMessages(data, true)
     const header = { uid: stream.uid, name, time: now, ...config, ...(options.closed === true ? { closed: true } : {}) }
-    this.#checkSize(stream.shard, header, data)
+    const record = encodeStreamRecord({ kind: CREATE, header, data })
+    this.#checkSize(stream.shard, record)
     if (source !== undefined) source.forks++
     stream.acceptedTail = stream.base + data.length
     stream.acceptedClosed = options.closed === true
     this.#byName.set(name, stream)
     this.#byUid.set(stream.uid, stream)
     if (config.ttl !== undefined || config.expiresAt !== undefined) this.#expiring.add(stream)
-    await this.#write(stream, { kind: CREATE, header, data }, (lsn) => {
+    await this.#writeEncoded(stream, record, (lsn) => {
       stream.durable = true
       if (data.length > 0) this.#addChunk(stream, stream.base, lsn, now)
       stream.tail = stream.acceptedTail
@@ -415,7 +426,8 @@ export class StreamStore implements StreamEvents {
       ...(tuple ? { producer: tuple } : {}),
       ...(close ? { close: true } : {}),
     }
-    this.#checkSize(s.shard, header, data)
+    const record = encodeStreamRecord({ kind: APPEND, header, data })
+    this.#checkSize(s.shard, record)
     // Accept: from here the writer state moves on, before the record is durable.
     s.acceptedTail += data.length
     if (options.seq !== undefined) s.seq = options.seq
@@ -426,7 +438,7 @@ export class StreamStore implements StreamEvents {
     }
     s.lastAccess = now
     const end = s.acceptedTail
-    await this.#write(s, { kind: APPEND, header, data }, (lsn) => {
+    await this.#writeEncoded(s, record, (lsn) => {
       if (data.length > 0) this.#addChunk(s, at, lsn, now)
       s.tail = end
       if (close) s.closed = true
@@ -577,9 +589,9 @@ export class StreamStore implements StreamEvents {
   }
 
   /** Refuse a record the shard's WAL would refuse, before any state moves (`TOO_LARGE`). */
-  #checkSize(shard: number, header: object, data: Buffer): void {
+  #checkSize(shard: number, [head, data]: EncodedRecord): void {
     const limit = this.#wals[shard]!.maxRecordBytes
-    if (data.length + 5 > limit || data.length + 5 + Buffer.byteLength(JSON.stringify(header)) > limit) {
+    if (head.length + data.length > limit) {
       throw new StreamError('TOO_LARGE', `the record would exceed the store's limit of ${limit} bytes`)
     }
   }
@@ -707,8 +719,13 @@ export class StreamStore implements StreamEvents {
    * Append `record` for `s` to its shard and, once durable, apply it (in write order per stream)
    * and tell waiters and listeners. A failed write poisons the whole store.
    */
-  async #write(s: Stream, record: StreamRecord, apply: (lsn: number) => void): Promise<void> {
-    const durable = this.#wals[s.shard]!.append(encodeStreamRecord(record))
+  #write(s: Stream, record: StreamRecord, apply: (lsn: number) => void): Promise<void> {
+    return this.#writeEncoded(s, encodeStreamRecord(record), apply)
+  }
+
+  async #writeEncoded(s: Stream, record: EncodedRecord, apply: (lsn: number) => void): Promise<void> {
+    const created = record[0][0] === CREATE
+    const durable = this.#wals[s.shard]!.append(record)
     durable.catch(() => {}) // observed below, after the stream's earlier writes; no unhandled rejection meanwhile
     s.pending++
     const applied = s.commit.then(async () => {
@@ -723,7 +740,7 @@ export class StreamStore implements StreamEvents {
       }
       apply(lsn)
       s.wake()
-      if (s.deleted === 'no') for (const l of this.#listeners) l(s.name, formatOffset(s.tail), record.kind === CREATE)
+      if (s.deleted === 'no') for (const l of this.#listeners) l(s.name, formatOffset(s.tail), created)
     })
     s.commit = applied.catch(() => {})
     await applied

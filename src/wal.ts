@@ -236,9 +236,11 @@ export class Wal {
 
   /**
    * Append one record. Resolves with its LSN once it is durable. The bytes are copied before
-   * this returns, so the caller may reuse its buffer at once.
+   * this returns, so the caller may reuse its buffer at once. `data` may also be an array of
+   * parts laid end to end as one record (a header and a payload, say): they are copied once,
+   * straight into the log's staging buffer, with no joining copy first.
    */
-  append(data: RecordData): Promise<number> {
+  append(data: RecordData | readonly Uint8Array[]): Promise<number> {
     let offset: number
     let group: Group
     try {
@@ -450,11 +452,12 @@ export class Wal {
   }
 
   /** Byte length of a record, after checking its type and size. */
-  #measure(data: RecordData): number {
+  #measure(data: RecordData | readonly Uint8Array[]): number {
     let len: number
     if (typeof data === 'string') len = Buffer.byteLength(data, 'utf8')
     else if (data instanceof Uint8Array) len = data.byteLength
-    else throw invalidArg(`a record must be a Uint8Array or a string, got ${data === null ? 'null' : typeof data}`)
+    else if (Array.isArray(data) && data.every((part) => part instanceof Uint8Array)) len = data.reduce((n, part) => n + part.byteLength, 0)
+    else throw invalidArg(`a record must be a Uint8Array, a string or an array of Uint8Arrays, got ${data === null ? 'null' : typeof data}`)
     if (len > this.#maxRecordBytes) {
       throw new SturdyError('ERR_RECORD_TOO_LARGE', `record of ${len} bytes exceeds maxRecordBytes (${this.#maxRecordBytes})`)
     }
