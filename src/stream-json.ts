@@ -36,32 +36,35 @@ export function jsonMessages(body: Buffer, allowEmpty: boolean): Buffer {
 
 /** Byte ranges of the elements of the (valid) top-level JSON array in `text`. */
 function arrayElements(text: Buffer): Array<[number, number]> {
+  const [open, close] = trim(text, 0, text.length) // valid JSON: `[` ... `]`
   const parts: Array<[number, number]> = []
-  let depth = 0
+  let from = open + 1
+  for (const comma of commasAt(text, 1, 0, close)) {
+    parts.push(trim(text, from, comma))
+    from = comma + 1
+  }
+  const [a, b] = trim(text, from, close - 1)
+  if (b > a) parts.push([a, b])
+  return parts
+}
+
+/**
+ * Positions of the commas in `text[from, to)` that sit `depth` levels inside arrays and objects,
+ * outside strings: the separators between JSON values at that level.
+ */
+function* commasAt(text: Buffer, depth: number, from: number, to: number): Generator<number> {
+  let level = 0
   let inString = false
-  let from = -1
-  for (let i = 0; i < text.length; i++) {
+  for (let i = from; i < to; i++) {
     const c = text[i]!
     if (inString) {
-      if (c === 0x5c) i++
+      if (c === 0x5c) i++ // backslash: skip the escaped character
       else if (c === 0x22) inString = false
-      continue
-    }
-    if (c === 0x22) inString = true
-    else if (c === 0x5b || c === 0x7b) {
-      if (depth++ === 0) from = i + 1
-    } else if (c === 0x5d || c === 0x7d) {
-      if (--depth === 0) {
-        const [a, b] = trim(text, from, i)
-        if (b > a) parts.push([a, b])
-        return parts
-      }
-    } else if (c === COMMA && depth === 1) {
-      parts.push(trim(text, from, i))
-      from = i + 1
-    }
+    } else if (c === 0x22) inString = true
+    else if (c === 0x5b || c === 0x7b) level++
+    else if (c === 0x5d || c === 0x7d) level--
+    else if (c === COMMA && level === depth) yield i
   }
-  return parts
 }
 
 function trim(text: Buffer, a: number, b: number): [number, number] {
@@ -87,35 +90,13 @@ export function jsonArray(stored: Buffer): Buffer {
  */
 export function messagesLength(stored: Buffer, count: number): number | undefined {
   if (count === 0) return 0
-  let depth = 0
-  let inString = false
-  for (let i = 0; i < stored.length; i++) {
-    const c = stored[i]!
-    if (inString) {
-      if (c === 0x5c) i++ // backslash: skip the escaped character
-      else if (c === 0x22) inString = false
-    } else if (c === 0x22) inString = true
-    else if (c === 0x5b || c === 0x7b) depth++
-    else if (c === 0x5d || c === 0x7d) depth--
-    else if (c === COMMA && depth === 0 && --count === 0) return i + 1
-  }
+  for (const comma of commasAt(stored, 0, 0, stored.length)) if (--count === 0) return comma + 1
   return undefined
 }
 
 /** True if `offset` (inside `stored`) falls between two messages: one pass, up to `offset`. */
 export function isMessageBoundary(stored: Buffer, offset: number): boolean {
   if (offset === 0 || offset === stored.length) return true
-  let depth = 0
-  let inString = false
-  for (let i = 0; i < offset; i++) {
-    const c = stored[i]!
-    if (inString) {
-      if (c === 0x5c) i++
-      else if (c === 0x22) inString = false
-    } else if (c === 0x22) inString = true
-    else if (c === 0x5b || c === 0x7b) depth++
-    else if (c === 0x5d || c === 0x7d) depth--
-    else if (c === COMMA && depth === 0 && i + 1 === offset) return true
-  }
+  for (const comma of commasAt(stored, 0, 0, offset)) if (comma + 1 === offset) return true
   return false
 }
