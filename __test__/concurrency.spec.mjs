@@ -50,6 +50,15 @@ function assertIncreasing(t, expected) {
   t.true(expected.every((e) => Number.isSafeInteger(e.lsn) && e.lsn >= 0))
 }
 
+/** The expected records are there in the open log, and again after closing and reopening it. */
+async function assertLiveAndReopened(t, wal, dir, expected) {
+  await assertContents(t, wal, expected, 'live')
+  await wal.close()
+  const again = await Wal.open(dir)
+  await assertContents(t, again, expected, 'reopened')
+  await again.close()
+}
+
 async function assertContents(t, wal, expected, label) {
   const got = await readAll(wal)
   t.is(got.length, expected.length, `${label}: count`)
@@ -93,7 +102,7 @@ for (const [name, options, maxLen] of [
 
 test('appends issued over many turns without awaiting keep call order', async (t) => {
   const dir = tmpDir(t)
-  let wal = await Wal.open(dir, { segmentBytes: 1 << 20, maxRecordBytes: 4096 })
+  const wal = await Wal.open(dir, { segmentBytes: 1 << 20, maxRecordBytes: 4096 })
   const calls = []
   for (let turn = 0; turn < 20; turn++) {
     calls.push(...issue(wal, 250, 1500, turn * 250))
@@ -103,16 +112,12 @@ test('appends issued over many turns without awaiting keep call order', async (t
   const expected = await settle(calls)
   t.is(expected.length, 5000)
   assertIncreasing(t, expected)
-  await assertContents(t, wal, expected, 'live')
-  await wal.close()
-  wal = await Wal.open(dir)
-  await assertContents(t, wal, expected, 'reopened')
-  await wal.close()
+  await assertLiveAndReopened(t, wal, dir, expected)
 })
 
 test('a group larger than 4 MiB is split without losing order', async (t) => {
   const dir = tmpDir(t)
-  let wal = await Wal.open(dir)
+  const wal = await Wal.open(dir)
   const calls = []
   for (let i = 0; i < 200; i++) {
     const r = bytes(40_000 + i, i)
@@ -124,11 +129,7 @@ test('a group larger than 4 MiB is split without losing order', async (t) => {
   }
   const expected = await settle(calls)
   assertIncreasing(t, expected)
-  await assertContents(t, wal, expected, 'live')
-  await wal.close()
-  wal = await Wal.open(dir)
-  await assertContents(t, wal, expected, 'reopened')
-  await wal.close()
+  await assertLiveAndReopened(t, wal, dir, expected)
 })
 
 test('concurrent readers see only whole, durable records while appends are in flight', async (t) => {

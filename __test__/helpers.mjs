@@ -200,3 +200,14 @@ export function shardOf(name, shards) {
 export function nameIn(shard, shards, prefix) {
   for (let i = 0; ; i++) if (shardOf(`${prefix}${i}`, shards) === shard) return `${prefix}${i}`
 }
+
+/** A durable store refuses keys that are not strings and blobs that are not bytes: ERR_INVALID_ARG. */
+export async function assertRefusesBadKeysAndBlobs(t, store) {
+  const bad = { instanceOf: SturdyError, code: 'ERR_INVALID_ARG' }
+  for (const key of [undefined, null, 1, {}, Buffer.from('k')]) {
+    await t.throwsAsync(store.persist(key, Buffer.from('x')), bad)
+    await t.throwsAsync(store.delete(key), bad)
+    await t.throwsAsync(store.load(key), bad)
+  }
+  for (const blob of [undefined, null, 'v', 1, [1], new ArrayBuffer(1)]) await t.throwsAsync(store.persist('k', blob), bad)
+}
