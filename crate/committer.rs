@@ -1,11 +1,22 @@
-//! Group commit: one thread per log owns every write. It drains all queued commands at once,
-//! writes every queued group behind one commit marker with one vectored write per segment, and
-//! issues one durability barrier for all of them. Groups queued while a barrier runs form the
-//! next batch.
+//! Group commit. The committer takes all queued commands at once, writes every queued group
+//! behind one commit marker with one vectored write, and issues one durability barrier for them:
+//! an *epoch*.
+//!
+//! When commands keep arriving while barriers run, two worker threads take turns as the writer,
+//! so writing the next epoch overlaps the barrier of the last: a worker holds the writer while it
+//! gathers and writes an epoch, then lets go of it and waits for that epoch's barrier; the other
+//! worker meanwhile gathers and writes the next. A log whose callers wait for each barrier before
+//! sending more (one writer awaiting each append) gains nothing from that and would pay a thread
+//! wake-up per epoch, so there one worker writes and syncs each epoch itself.
+//! Epochs still finish — become visible to readers and answer their callers — strictly in the
+//! order they were written, and a failed barrier fails every epoch after it. Each marker records
+//! how much of the log was durable when it was written, which is what lets recovery tell a torn
+//! in-flight write from damage (see `frame`). A new segment is begun only once everything before
+//! it is durable, and control commands (sync, truncation, close) wait for every earlier epoch.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -67,14 +78,158 @@ fn spin_recv(rx: &Receiver<Command>, limit: Duration) -> Option<Command> {
     None
 }
 
+/// Start the committer: two workers, or one on a simulated disk (whose operations must happen
+/// in one deterministic order). Returns the command channel and the first worker.
 pub fn spawn(log: Arc<Log>) -> Result<(Sender<Command>, JoinHandle<()>)> {
     let (tx, rx) = channel();
-    let writer = Writer::new(log)?;
-    let handle = std::thread::Builder::new()
-        .name("sturdy-committer".into())
-        .spawn(move || writer.run(rx))
-        .map_err(|e| WalError::io("starting the committer thread", e))?;
-    Ok((tx, handle))
+    let workers = if log.store.prepares_in_background() { 2 } else { 1 };
+    let slot = Arc::new(Mutex::new(Some(Writer::new(log, rx, workers > 1)?)));
+    let mut handles = Vec::new();
+    for _ in 0..workers {
+        let slot = slot.clone();
+        match std::thread::Builder::new().name("sturdy-committer".into()).spawn(move || work(&slot)) {
+            Ok(h) => handles.push(h),
+            // One worker is enough to be correct; a second only overlaps barriers.
+            Err(_) if !handles.is_empty() => break,
+            Err(e) => return Err(WalError::io("starting the committer thread", e)),
+        }
+    }
+    Ok((tx, handles.swap_remove(0)))
+}
+
+/// A worker: take the writer, gather and write an epoch, let go of the writer, and finish the
+/// epoch (its barrier, then, in turn, its publication and answers) while the other worker writes.
+fn work(slot: &Mutex<Option<Writer>>) {
+    // Held across steps: the other worker sleeps on this lock, unwoken, until an epoch is left
+    // syncing.
+    let mut writer = slot.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let Some(w) = writer.as_mut() else {
+            return; // closed by the other worker
+        };
+        match w.step() {
+            Step::More => {}
+            Step::Syncing(epoch) => {
+                drop(writer);
+                epoch.finish();
+                writer = slot.lock().unwrap_or_else(|p| p.into_inner());
+            }
+            Step::Closed(done) => {
+                let w = writer.take().expect("checked above");
+                drop(writer);
+                w.close(done);
+                return;
+            }
+        }
+    }
+}
+
+/// Epochs finish in the order they were written: epoch `n` waits until `finished == n`.
+#[derive(Default)]
+struct Turns {
+    finished: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl Turns {
+    fn finished(&self) -> u64 {
+        *self.finished.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wait until every epoch before `seq` has finished.
+    fn wait_for(&self, seq: u64) {
+        let mut finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        while *finished < seq {
+            finished = self.changed.wait(finished).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn end(&self, seq: u64) {
+        *self.finished.lock().unwrap_or_else(|p| p.into_inner()) = seq + 1;
+        self.changed.notify_all();
+    }
+}
+
+enum Step {
+    More,
+    /// An epoch is written; its barrier and the rest are for the worker that wrote it.
+    Syncing(Epoch),
+    Closed(Option<Done<()>>),
+}
+
+/// What writing an epoch left to do.
+enum Written {
+    /// Already durable and published (a new segment, or no second worker): only answer.
+    Durable(Vec<Vec<f64>>),
+    /// Written to the active segment: the barrier and publication are still to come.
+    Pending(Vec<Vec<f64>>, SegmentWrite),
+}
+
+/// One epoch on its way to its callers.
+struct Epoch {
+    seq: u64,
+    log: Arc<Log>,
+    turns: Arc<Turns>,
+    written: Result<Written>,
+    dones: Vec<Done<Vec<f64>>>,
+    /// The bytes stay alive until every caller has its answer.
+    groups: Vec<Group>,
+}
+
+impl Epoch {
+    fn finish(self) {
+        let Epoch { seq, log, turns, written, dones, groups } = self;
+        let synced = written.and_then(|w| match w {
+            Written::Durable(placements) => Ok((placements, None)),
+            Written::Pending(placements, write) => barrier(&log, write.base).map(|()| (placements, Some(write))),
+        });
+        turns.wait_for(seq);
+        // A failed barrier before this one may have dropped pages that this barrier never saw.
+        let outcome = synced.and_then(|x| match log.poisoned() {
+            Some(p) => Err(WalError::poisoned(&p)),
+            None => Ok(x),
+        });
+        match outcome {
+            Ok((placements, write)) => {
+                if let Some(write) = write {
+                    publish(&log, std::slice::from_ref(&write));
+                }
+                for (done, p) in dones.into_iter().zip(placements) {
+                    done(Ok(p));
+                }
+            }
+            Err(e) => {
+                for done in dones {
+                    done(Err(e.clone()));
+                }
+            }
+        }
+        drop(groups);
+        turns.end(seq);
+    }
+}
+
+/// The durability barrier for segment `base`; a failure poisons the log.
+fn barrier(log: &Log, base: u64) -> Result<()> {
+    let out = catch_unwind(AssertUnwindSafe(|| log.store.sync(base).map_err(|e| WalError::poisoned(&e)))).unwrap_or_else(|_| Err(internal("sync")));
+    if let Err(e) = &out {
+        log.set_poison(e);
+    }
+    out
+}
+
+/// Make durable writes visible to readers.
+fn publish(log: &Log, writes: &[SegmentWrite]) {
+    let mut st = log.state.write().unwrap_or_else(|p| p.into_inner());
+    for w in writes {
+        let seg = st.segs.entry(w.base).or_insert_with(|| SegState::empty(w.capacity));
+        seg.end = w.end;
+        if seg.first_record.is_none() {
+            seg.first_record = w.first_record;
+        }
+        seg.sparse.extend(w.sparse.iter().copied().filter(|&p| p > SEGMENT_HEADER as u64));
+    }
+    st.refresh_bounds();
 }
 
 fn internal(what: &str) -> WalError {
@@ -83,6 +238,18 @@ fn internal(what: &str) -> WalError {
 
 struct Writer {
     log: Arc<Log>,
+    rx: Receiver<Command>,
+    turns: Arc<Turns>,
+    /// Whether a second worker can overlap barriers (otherwise every epoch is synced at once).
+    overlap: bool,
+    /// The next epoch's number.
+    seq: u64,
+    /// Consecutive short waits for work: a writer that keeps coming straight back (one awaiting
+    /// each append) is met by a short spin instead of a sleep and a wake-up.
+    short_gaps: u32,
+    /// The commands being handled were sent while an earlier barrier ran: more will likely come
+    /// during this epoch's, so let the other worker take them.
+    backlog: bool,
     base: u64,
     capacity: u64,
     end: u64,
@@ -97,7 +264,8 @@ struct Writer {
 }
 
 enum Piece {
-    Marker(usize),
+    /// The epoch's marker for this segment (all markers are built once the layout is known).
+    Marker,
     Bytes { group: usize, chunk: usize, from: usize, to: usize },
 }
 
@@ -105,6 +273,8 @@ struct SegmentWrite {
     base: u64,
     capacity: u64,
     pos: u64,
+    /// Where the log ended before this write (the marker's `prev_end`).
+    prev_end: u64,
     pieces: Vec<Piece>,
     end: u64,
     first_record: Option<u64>,
@@ -112,7 +282,7 @@ struct SegmentWrite {
 }
 
 impl Writer {
-    fn new(log: Arc<Log>) -> Result<Writer> {
+    fn new(log: Arc<Log>, rx: Receiver<Command>, overlap: bool) -> Result<Writer> {
         let (base, capacity, end, last_sparse) = {
             let st = log.state();
             let (&base, seg) = st.segs.iter().next_back().expect("a log always has a segment");
@@ -120,65 +290,85 @@ impl Writer {
         };
         let zeroed = log.store.len(base)?;
         let fill_step = log.opts.prealloc_step();
-        let mut w = Writer { log, base, capacity, end, last_sparse, prepared: None, zeroed, filling: None, fill_step };
+        let mut w = Writer {
+            log,
+            rx,
+            turns: Arc::new(Turns::default()),
+            overlap,
+            seq: 0,
+            short_gaps: 0,
+            backlog: false,
+            base,
+            capacity,
+            end,
+            last_sparse,
+            prepared: None,
+            zeroed,
+            filling: None,
+            fill_step,
+        };
         w.prepare_next();
         Ok(w)
     }
 
-    fn run(mut self, rx: Receiver<Command>) {
-        let mut closing: Option<Done<()>> = None;
-        // Consecutive short waits for work: a writer that keeps coming straight back (one awaiting
-        // each append) is met by a short spin instead of a sleep and a wake-up.
-        let mut short_gaps = 0u32;
-        while closing.is_none() {
-            let idle_from = Instant::now();
-            let first = if short_gaps >= 2 {
-                spin_recv(&rx, SPIN_FOR)
-            } else {
-                None
-            };
-            let first = match first {
-                Some(c) => c,
-                None => match rx.recv() {
-                    Ok(c) => c,
-                    Err(_) => break,
-                },
-            };
-            short_gaps = if idle_from.elapsed() <= SPIN_FOR { short_gaps.saturating_add(1) } else { 0 };
-            let mut appends: Vec<(Group, Done<Vec<f64>>)> = Vec::new();
-            let mut queue = vec![first];
-            while let Ok(c) = rx.try_recv() {
-                queue.push(c);
+    /// Gather the queued commands and carry them out; appends after the last control command
+    /// become an epoch that may be left syncing.
+    fn step(&mut self) -> Step {
+        let idle_from = Instant::now();
+        let first = match self.rx.try_recv() {
+            Ok(c) => {
+                self.backlog = true; // queued during the last barrier
+                c
             }
-            for cmd in queue {
-                if closing.is_some() {
-                    cmd.reject(WalError::new(Code::Closed, "the log is closed"));
-                    continue;
-                }
-                match cmd {
-                    Command::Append(bytes, done) => appends.push((bytes, done)),
-                    Command::Close(done) => {
-                        self.flush(std::mem::take(&mut appends));
-                        closing = Some(done);
-                    }
-                    other => {
-                        self.flush(std::mem::take(&mut appends));
-                        self.control(other);
-                    }
-                }
+            Err(_) => {
+                let first = if self.short_gaps >= 2 { spin_recv(&self.rx, SPIN_FOR) } else { None };
+                let Some(first) = first.or_else(|| self.rx.recv().ok()) else {
+                    return Step::Closed(None); // every handle is gone
+                };
+                self.backlog = self.turns.finished() < self.seq; // sent while the other worker syncs
+                first
             }
-            self.flush(appends);
+        };
+        self.short_gaps = if idle_from.elapsed() <= SPIN_FOR { self.short_gaps.saturating_add(1) } else { 0 };
+        let mut queue = vec![first];
+        while let Ok(c) = self.rx.try_recv() {
+            queue.push(c);
         }
+        let mut appends: Vec<(Group, Done<Vec<f64>>)> = Vec::new();
+        let mut queue = queue.into_iter();
+        while let Some(cmd) = queue.next() {
+            match cmd {
+                Command::Append(bytes, done) => appends.push((bytes, done)),
+                Command::Close(done) => {
+                    self.commit_now(std::mem::take(&mut appends));
+                    for c in queue {
+                        c.reject(WalError::new(Code::Closed, "the log is closed"));
+                    }
+                    return Step::Closed(Some(done));
+                }
+                other => {
+                    self.commit_now(std::mem::take(&mut appends));
+                    self.turns.wait_for(self.seq);
+                    self.control(other);
+                }
+            }
+        }
+        self.commit(appends)
+    }
+
+    /// Once every epoch has finished: release the log and answer `close`.
+    fn close(mut self, done: Option<Done<()>>) {
+        self.turns.wait_for(self.seq);
         self.log.mark_closed();
         if let Some((_, h)) = self.prepared.take() {
             let _ = h.join();
         }
         let _ = self.finish_fill(0);
-        while let Ok(c) = rx.try_recv() {
+        while let Ok(c) = self.rx.try_recv() {
             c.reject(WalError::new(Code::Closed, "the log is closed"));
         }
         self.log.store.close();
-        if let Some(done) = closing {
+        if let Some(done) = done {
             done(Ok(()));
         }
     }
@@ -204,14 +394,20 @@ impl Writer {
             Command::Sync(done) => done(self.guarded("sync", |w| w.log.store.sync(w.base).map_err(|e| WalError::poisoned(&e)))),
             Command::TruncateFrom(lsn, done) => done(self.guarded("truncateFrom", |w| w.truncate_from(lsn))),
             Command::TruncateBefore(lsn, done) => done(self.guarded("truncateBefore", |w| w.truncate_before(lsn))),
-            Command::Append(..) | Command::Close(_) => unreachable!("handled by run"),
+            Command::Append(..) | Command::Close(_) => unreachable!("handled by step"),
         }
     }
 
-    fn flush(&mut self, appends: Vec<(Group, Done<Vec<f64>>)>) {
-        if appends.is_empty() {
-            return;
+    /// Commit appends and finish the epoch here, before anything else happens.
+    fn commit_now(&mut self, appends: Vec<(Group, Done<Vec<f64>>)>) {
+        if let Step::Syncing(epoch) = self.commit(appends) {
+            epoch.finish();
         }
+    }
+
+    /// Seal and write the groups as one epoch. Returns it still syncing when its barrier can
+    /// overlap the next epoch's write.
+    fn commit(&mut self, appends: Vec<(Group, Done<Vec<f64>>)>) -> Step {
         let max = self.log.opts.max_record_bytes;
         let mut groups = Vec::with_capacity(appends.len());
         let mut dones = Vec::with_capacity(appends.len());
@@ -224,32 +420,30 @@ impl Writer {
                 Err(e) => done(Err(e)),
             }
         }
-        match self.guarded("append", |w| w.write_epoch(&groups)) {
-            Ok(placements) => {
-                for (done, p) in dones.into_iter().zip(placements) {
-                    done(Ok(p));
-                }
-            }
-            Err(e) => {
-                for done in dones {
-                    done(Err(e.clone()));
-                }
-            }
+        if groups.is_empty() {
+            return Step::More;
         }
-        // Drop the groups' bytes here, after every promise has its answer.
-        drop(groups);
+        let seq = self.seq;
+        self.seq += 1;
+        let written = self.guarded("append", |w| w.write_epoch(&groups, seq));
+        let syncing = self.backlog && matches!(written, Ok(Written::Pending(..)));
+        let epoch = Epoch { seq, log: self.log.clone(), turns: self.turns.clone(), written, dones, groups };
+        if syncing {
+            return Step::Syncing(epoch);
+        }
+        epoch.finish();
+        Step::More
     }
 
-    /// Lay the groups out (rotating segments as needed), write them, make them durable, and
-    /// only then publish the new end to readers.
-    fn write_epoch(&mut self, groups: &[Group]) -> Result<Vec<Vec<f64>>> {
+    /// Lay epoch `seq` out (rotating segments as needed) and write it. Within the active segment,
+    /// with a second worker, that is all: the barrier is left to the caller. Otherwise wait for
+    /// every earlier epoch, then make this one durable and publish it to readers.
+    fn write_epoch(&mut self, groups: &[Group], seq: u64) -> Result<Written> {
         let seg_bytes = self.log.opts.segment_bytes;
-        let mut markers: Vec<[u8; MARKER_LEN]> = Vec::new();
         let mut writes: Vec<SegmentWrite> = Vec::new();
         let mut placements: Vec<Vec<f64>> = Vec::with_capacity(groups.len());
 
-        fn open_write(writes: &mut Vec<SegmentWrite>, markers: &mut Vec<[u8; MARKER_LEN]>, base: u64, capacity: u64, pos: u64, prev_end: u64, last_sparse: u64) {
-            markers.push(marker(base + pos, prev_end));
+        fn open_write(writes: &mut Vec<SegmentWrite>, base: u64, capacity: u64, pos: u64, prev_end: u64, last_sparse: u64) {
             let mut sparse = Vec::new();
             if pos >= last_sparse + SPARSE_GAP {
                 sparse.push(pos);
@@ -258,7 +452,8 @@ impl Writer {
                 base,
                 capacity,
                 pos,
-                pieces: vec![Piece::Marker(markers.len() - 1)],
+                prev_end,
+                pieces: vec![Piece::Marker],
                 end: pos + MARKER_LEN as u64,
                 first_record: None,
                 sparse,
@@ -268,14 +463,14 @@ impl Writer {
         // do not fit (a marker never goes past a segment's capacity).
         let first_size = groups.iter().flatten().map(|c| c.as_ref().as_ref()).find(|c| !c.is_empty()).map(|c| FRAME_HEADER as u64 + read_u32(c, 4) as u64);
         let Some(first_size) = first_size else {
-            return Ok(groups.iter().map(|_| Vec::new()).collect()); // nothing to write
+            return Ok(Written::Durable(groups.iter().map(|_| Vec::new()).collect())); // nothing to write
         };
         let prev_end = self.end_lsn();
         let mut last_sparse = if self.end + MARKER_LEN as u64 + first_size <= self.capacity {
-            open_write(&mut writes, &mut markers, self.base, self.capacity, self.end, prev_end, self.last_sparse);
+            open_write(&mut writes, self.base, self.capacity, self.end, prev_end, self.last_sparse);
             writes[0].sparse.last().copied().unwrap_or(self.last_sparse)
         } else {
-            open_write(&mut writes, &mut markers, self.base + self.capacity, seg_bytes, SEGMENT_HEADER as u64, prev_end, 0);
+            open_write(&mut writes, self.base + self.capacity, seg_bytes, SEGMENT_HEADER as u64, prev_end, 0);
             SEGMENT_HEADER as u64
         };
 
@@ -295,7 +490,7 @@ impl Writer {
                             w.pieces.push(Piece::Bytes { group: g, chunk: c, from: run_from, to: at });
                         }
                         let (base, prev_end) = (w.base + w.capacity, w.base + w.end);
-                        open_write(&mut writes, &mut markers, base, seg_bytes, SEGMENT_HEADER as u64, prev_end, 0);
+                        open_write(&mut writes, base, seg_bytes, SEGMENT_HEADER as u64, prev_end, 0);
                         last_sparse = SEGMENT_HEADER as u64;
                         run_from = at;
                         need_anchor = true;
@@ -322,7 +517,17 @@ impl Writer {
             placements.push(anchors);
         }
 
-        for w in &writes {
+        // Overlap this barrier with the next write only within the active segment: recovery
+        // needs every segment before the last to be complete and durable.
+        let overlap = self.overlap && writes.len() == 1 && writes[0].base == self.base;
+        if !overlap {
+            self.turns.wait_for(seq);
+        }
+        // What a marker may claim was durable: everything before it, unless earlier epochs are
+        // still syncing — then only what has been published.
+        let durable = |prev_end: u64| if overlap { self.log.bounds().1.min(prev_end) } else { prev_end };
+        let markers: Vec<[u8; MARKER_LEN]> = writes.iter().map(|w| marker(w.base + w.pos, w.prev_end, durable(w.prev_end))).collect();
+        for (i, w) in writes.iter().enumerate() {
             if w.base != self.base {
                 self.finish_fill(0)?;
                 self.enter_segment(w.base)?;
@@ -333,32 +538,25 @@ impl Writer {
                 .pieces
                 .iter()
                 .map(|p| match *p {
-                    Piece::Marker(i) => &markers[i][..],
+                    Piece::Marker => &markers[i][..],
                     Piece::Bytes { group, chunk, from, to } => &groups[group][chunk].as_ref().as_ref()[from..to],
                 })
                 .collect();
             self.log.store.write_at(w.base, w.pos, &iov)?;
-            self.log.store.sync(w.base).map_err(|e| WalError::poisoned(&e))?;
-        }
-
-        let mut st = self.log.state.write().unwrap_or_else(|p| p.into_inner());
-        for w in &writes {
-            let seg = st.segs.entry(w.base).or_insert_with(|| SegState::empty(w.capacity));
-            seg.end = w.end;
-            if seg.first_record.is_none() {
-                seg.first_record = w.first_record;
+            if !overlap {
+                self.log.store.sync(w.base).map_err(|e| WalError::poisoned(&e))?;
             }
-            seg.sparse.extend(w.sparse.iter().copied().filter(|&p| p > SEGMENT_HEADER as u64));
         }
-        st.refresh_bounds();
         let last = writes.last().unwrap();
         self.base = last.base;
         self.capacity = last.capacity;
         self.end = last.end;
         self.last_sparse = last_sparse;
-        drop(st);
+        if !overlap {
+            publish(&self.log, &writes);
+        }
         self.extend_zeroes()?;
-        Ok(placements)
+        Ok(if overlap { Written::Pending(placements, writes.pop().unwrap()) } else { Written::Durable(placements) })
     }
 
     /// Where the log ends: the LSN the next commit marker names as `prev_end`. An empty active

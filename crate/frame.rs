@@ -3,11 +3,13 @@
 //!
 //! Two kinds of frame share that shape:
 //! - a **record**: `len` < 2^31, the payload is the user's bytes;
-//! - a **commit marker**: `len` = `MARKER_TAG` (high bit set), a 16-byte payload holding its own
-//!   LSN and the LSN where the log ended before it. Every write that the committer makes starts
-//!   with a marker, and everything before a marker was durable when the marker was written. So a
-//!   damaged frame followed anywhere by a valid marker is corruption, while a damaged frame with
-//!   no valid marker after it is the torn tail of the last, unacknowledged write.
+//! - a **commit marker**: `len` = `MARKER_TAG` (high bit set), a 16-byte payload holding where
+//!   the log ended before it (`prev_end`) and how much of the log was already durable when it
+//!   was written (`durable_end` ≤ `prev_end`; less while earlier writes are still being
+//!   synced). Its checksum also covers its own LSN, so a marker is valid only where it was
+//!   written. Every write that the committer makes starts with a marker. So a damaged frame at
+//!   LSN `p` is corruption if a valid marker after it claims `durable_end > p`; otherwise it is
+//!   part of the torn tail: writes that were in flight, none of them acknowledged.
 
 pub const FRAME_HEADER: usize = 8;
 pub const MARKER_TAG: u32 = 0x8000_0010;
@@ -35,13 +37,21 @@ pub fn seal_record(frame: &mut [u8]) {
     frame[..4].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// A commit marker at `lsn`; `prev_end` is where the log ended before this write.
-pub fn marker(lsn: u64, prev_end: u64) -> [u8; MARKER_LEN] {
+/// Checksum of a marker at `lsn`: its position, then the frame as usual.
+fn marker_crc(lsn: u64, payload: &[u8]) -> u32 {
+    let seed = crc32c::crc32c(&lsn.to_le_bytes());
+    crc32c::crc32c_append(crc32c::crc32c_append(seed, &MARKER_TAG.to_le_bytes()), payload)
+}
+
+/// A commit marker at `lsn`: the log ended at `prev_end` before this write, and was durable up
+/// to `durable_end` when it was written.
+pub fn marker(lsn: u64, prev_end: u64, durable_end: u64) -> [u8; MARKER_LEN] {
+    debug_assert!(durable_end <= prev_end && prev_end <= lsn);
     let mut m = [0u8; MARKER_LEN];
     m[4..8].copy_from_slice(&MARKER_TAG.to_le_bytes());
-    m[8..16].copy_from_slice(&lsn.to_le_bytes());
-    m[16..24].copy_from_slice(&prev_end.to_le_bytes());
-    let crc = frame_crc(MARKER_TAG, &m[8..]);
+    m[8..16].copy_from_slice(&prev_end.to_le_bytes());
+    m[16..24].copy_from_slice(&durable_end.to_le_bytes());
+    let crc = marker_crc(lsn, &m[8..]);
     m[..4].copy_from_slice(&crc.to_le_bytes());
     m
 }
@@ -52,7 +62,7 @@ pub enum Frame {
     /// A record with a valid checksum and this payload length.
     Record { len: u32 },
     /// A commit marker that belongs at this position.
-    Marker { prev_end: u64 },
+    Marker { prev_end: u64, durable_end: u64 },
     /// Not a valid frame (torn, zeroed, corrupt or never written).
     Invalid,
     /// The frame header says more bytes follow than `buf` holds: the caller must supply them
@@ -72,10 +82,11 @@ pub fn decode(buf: &[u8], lsn: u64, max_len: u32) -> Frame {
         if buf.len() < MARKER_LEN {
             return Frame::NeedMore { need: MARKER_LEN };
         }
-        if frame_crc(len, &buf[8..MARKER_LEN]) != crc || read_u64(buf, 8) != lsn {
+        let (prev_end, durable_end) = (read_u64(buf, 8), read_u64(buf, 16));
+        if marker_crc(lsn, &buf[8..MARKER_LEN]) != crc || durable_end > prev_end || prev_end > lsn {
             return Frame::Invalid;
         }
-        return Frame::Marker { prev_end: read_u64(buf, 16) };
+        return Frame::Marker { prev_end, durable_end };
     }
     if len > max_len {
         return Frame::Invalid;
@@ -90,9 +101,15 @@ pub fn decode(buf: &[u8], lsn: u64, max_len: u32) -> Frame {
     Frame::Record { len }
 }
 
-/// Whether a valid commit marker for position `lsn` starts at `buf[0]`.
-pub fn is_marker_at(buf: &[u8], lsn: u64) -> bool {
-    buf.len() >= MARKER_LEN && read_u32(buf, 4) == MARKER_TAG && matches!(decode(buf, lsn, 0), Frame::Marker { .. })
+/// The `durable_end` of the valid commit marker for position `lsn` at `buf[0]`, if one is there.
+pub fn marker_at(buf: &[u8], lsn: u64) -> Option<u64> {
+    if buf.len() < MARKER_LEN || read_u32(buf, 4) != MARKER_TAG {
+        return None;
+    }
+    match decode(buf, lsn, 0) {
+        Frame::Marker { durable_end, .. } => Some(durable_end),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -128,10 +145,19 @@ mod tests {
 
     #[test]
     fn marker_is_bound_to_its_position() {
-        let m = marker(4096, 100);
-        assert_eq!(decode(&m, 4096, 10), Frame::Marker { prev_end: 100 });
+        let m = marker(4096, 100, 64);
+        assert_eq!(decode(&m, 4096, 10), Frame::Marker { prev_end: 100, durable_end: 64 });
         assert_eq!(decode(&m, 4097, 10), Frame::Invalid);
-        assert!(is_marker_at(&m, 4096));
-        assert!(!is_marker_at(&m, 0));
+        assert_eq!(marker_at(&m, 4096), Some(64));
+        assert_eq!(marker_at(&m, 0), None);
+    }
+
+    #[test]
+    fn a_marker_claiming_more_than_it_could_is_invalid() {
+        let mut m = marker(4096, 100, 100);
+        m[16..24].copy_from_slice(&101u64.to_le_bytes()); // durable_end past prev_end
+        let crc = marker_crc(4096, &m[8..]);
+        m[..4].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode(&m, 4096, 10), Frame::Invalid);
     }
 }

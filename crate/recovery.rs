@@ -2,11 +2,12 @@
 //! in `truncate` mode, cut at) anything that is damage rather than an interrupted write.
 //!
 //! The rule rests on the commit markers (see `frame`): a damaged frame is an interrupted write
-//! only if no valid marker follows it anywhere in the log, and consecutive segments must join
-//! exactly (the first marker of a segment names where the previous one ended).
+//! only if no valid marker after it claims it was durable, and consecutive segments must join
+//! exactly (the first marker of a segment names where the previous one ended; a segment is
+//! begun only once everything before it is durable).
 
 use crate::error::{Result, WalError};
-use crate::frame::{decode, is_marker_at, Frame, FRAME_HEADER, MARKER_LEN, MAX_PAYLOAD};
+use crate::frame::{decode, marker_at, Frame, FRAME_HEADER, MARKER_LEN, MAX_PAYLOAD};
 use crate::reader::SegmentReader;
 use crate::segment::{decode_header, file_name, SEGMENT_HEADER};
 use crate::state::{SegState, State, SPARSE_GAP};
@@ -45,8 +46,9 @@ struct Scan {
     /// `prev_end` of the marker at the very start of the segment, if there is one.
     first_prev_end: Option<u64>,
     has_frames: bool,
-    /// A valid marker lies beyond `end`: what stopped the scan is damage, not a torn write.
-    marker_after_end: bool,
+    /// The most any valid marker beyond `end` claims was durable when it was written (an LSN).
+    /// A claim past `base + end` makes what stopped the scan damage, not a torn write.
+    claim_after_end: Option<u64>,
     /// Just past the last non-zero byte beyond `end`; equal to `end` when all of it is zero
     /// (preallocated space, or nothing at all).
     tail_extent: u64,
@@ -68,7 +70,7 @@ fn scan(store: &dyn Store, base: u64, capacity: u64) -> Result<Scan> {
         first_record: None,
         first_prev_end: None,
         has_frames: false,
-        marker_after_end: false,
+        claim_after_end: None,
         tail_extent: 0,
         sparse: vec![SEGMENT_HEADER as u64],
         records: 0,
@@ -93,7 +95,7 @@ fn scan(store: &dyn Store, base: u64, capacity: u64) -> Result<Scan> {
                 s.first_record.get_or_insert(pos);
                 FRAME_HEADER as u64 + len as u64
             }
-            Frame::Marker { prev_end } => {
+            Frame::Marker { prev_end, .. } => {
                 if pos == SEGMENT_HEADER as u64 {
                     s.first_prev_end = Some(prev_end);
                 }
@@ -110,17 +112,18 @@ fn scan(store: &dyn Store, base: u64, capacity: u64) -> Result<Scan> {
     }
     s.tail_extent = s.end;
     if s.end < file_len {
-        (s.marker_after_end, s.tail_extent) = examine_tail(&mut reader, base, s.end)?;
+        (s.claim_after_end, s.tail_extent) = examine_tail(&mut reader, base, s.end)?;
     }
     Ok(s)
 }
 
-/// What lies from `from` to the end of the segment: whether a valid commit marker starts there,
-/// and where its last non-zero byte ends (`from` if it is all zeros).
-fn examine_tail(reader: &mut SegmentReader, base: u64, from: u64) -> Result<(bool, u64)> {
+/// What lies from `from` to the end of the segment: the highest `durable_end` of the valid
+/// commit markers there, and where its last non-zero byte ends (`from` if it is all zeros).
+fn examine_tail(reader: &mut SegmentReader, base: u64, from: u64) -> Result<(Option<u64>, u64)> {
     let len = reader.size();
     let tag = crate::frame::MARKER_TAG.to_le_bytes();
     let mut extent = from;
+    let mut claim: Option<u64> = None;
     let mut pos = from;
     while pos < len {
         let window = reader.get(pos, CHUNK)?.to_vec();
@@ -131,8 +134,10 @@ fn examine_tail(reader: &mut SegmentReader, base: u64, from: u64) -> Result<(boo
         // with the next window.
         let starts = if pos + window.len() as u64 == len { window.len() } else { window.len().saturating_sub(MARKER_LEN - 1) };
         for i in 0..starts {
-            if i + MARKER_LEN <= window.len() && window[i + 4..i + 8] == tag && is_marker_at(&window[i..], base + pos + i as u64) {
-                return Ok((true, len));
+            if i + MARKER_LEN <= window.len() && window[i + 4..i + 8] == tag {
+                if let Some(durable) = marker_at(&window[i..], base + pos + i as u64) {
+                    claim = claim.max(Some(durable));
+                }
             }
         }
         if starts == 0 {
@@ -140,7 +145,7 @@ fn examine_tail(reader: &mut SegmentReader, base: u64, from: u64) -> Result<(boo
         }
         pos += starts as u64;
     }
-    Ok((false, extent))
+    Ok((claim, extent))
 }
 
 /// Scan the store and bring it to a consistent state: the returned state describes exactly the
@@ -191,7 +196,7 @@ pub fn recover(store: &dyn Store, new_capacity: u64, prealloc_step: u64, mode: R
         scans.push(scan(store, base, capacity)?);
     }
     // A segment holds data if any valid frame survives in it, even past damage at its start.
-    let data_last = scans.iter().rposition(|s| s.has_frames || s.marker_after_end);
+    let data_last = scans.iter().rposition(|s| s.has_frames || s.claim_after_end.is_some());
 
     // Find the first damage among the segments that hold data.
     if damage.is_none() {
@@ -199,7 +204,7 @@ pub fn recover(store: &dyn Store, new_capacity: u64, prealloc_step: u64, mode: R
             for i in 0..=d {
                 let s = &scans[i];
                 let name = file_name(s.base);
-                if s.marker_after_end {
+                if s.claim_after_end.is_some_and(|durable| durable > s.base + s.end) {
                     damage = Some((i, s.end, WalError::corrupt(&name, s.end, "damaged frame followed by valid data")));
                     break;
                 }

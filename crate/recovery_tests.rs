@@ -336,3 +336,73 @@ fn read_only_opens_report_damage_and_change_nothing() {
     assert_eq!(Wal::open_dir(&dir.path().join("missing"), ro).err().unwrap().code, Code::NotFound);
     assert!(!dir.path().join("missing").exists());
 }
+
+/// Frames for `records`, sealed, behind a commit marker at `lsn`.
+fn epoch(lsn: u64, prev_end: u64, durable_end: u64, records: &[Vec<u8>]) -> Vec<u8> {
+    let mut bytes = crate::frame::marker(lsn, prev_end, durable_end).to_vec();
+    for r in records {
+        let at = bytes.len();
+        bytes.extend_from_slice(&[0u8; 4]);
+        bytes.extend_from_slice(&(r.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(r);
+        crate::frame::seal_record(&mut bytes[at..]);
+    }
+    bytes
+}
+
+/// Two epochs in flight at a power loss: the second was written while the first was still
+/// syncing, and only the second reached the disk intact. Its marker claims no more than what
+/// was durable before the first, so the damage is the torn tail of unacknowledged writes, not
+/// corruption — unless the marker claims the first epoch was durable.
+#[test]
+fn a_torn_epoch_overtaken_by_the_next_is_a_torn_tail_unless_a_marker_vouches_for_it() {
+    let records = payloads(12, 9);
+    let (image, lsns) = build(&records, 4, opts(1 << 20));
+    let base = *image.keys().next().unwrap();
+    let end = lsns.last().unwrap() + (FRAME_HEADER + records.last().unwrap().len()) as u64;
+    let first = payloads(3, 10);
+    let second = payloads(2, 11);
+    let e1 = epoch(end, end, end, &first);
+    let end1 = end + e1.len() as u64;
+    for (claim, corrupt) in [(end, false), (end1, true)] {
+        let e2 = epoch(end1, end1, claim, &second);
+        for tear in [5usize, 24, 24 + 3, e1.len() - 1] {
+            let mut img = image.clone();
+            let seg = img.get_mut(&base).unwrap();
+            let at = (end - base) as usize;
+            seg.resize(at + e1.len() + e2.len() + 100, 0);
+            seg[at..at + e1.len()].copy_from_slice(&e1);
+            seg[at + e1.len()..at + e1.len() + e2.len()].copy_from_slice(&e2);
+            seg[at + tear] ^= 0x40; // the first epoch did not land whole
+            match open(img, opts(1 << 20)) {
+                Ok((wal, store)) => {
+                    assert!(!corrupt, "claim {claim}, tear {tear}: damage the second marker vouches for was cut as a torn tail");
+                    // What survives is the first epoch's frames before the damaged one.
+                    let mut want = expected(&records, &lsns);
+                    let mut kept = if tear < 24 { 0 } else { 24 };
+                    for r in &first {
+                        let size = FRAME_HEADER + r.len();
+                        if tear < 24 || kept + size > tear {
+                            break;
+                        }
+                        want.push((end + kept as u64, r.clone()));
+                        kept += size;
+                    }
+                    assert!(contents(&wal) == want, "tear {tear}: the log before the two epochs and the first's intact prefix");
+                    assert!(wal.log.report.torn_bytes > 0);
+                    // Nothing of the second epoch comes back later: new appends take its place.
+                    let lsn = wal.append(b"after").unwrap();
+                    assert_eq!(lsn, end + kept as u64 + 24);
+                    wal.close().unwrap();
+                    let (wal, _) = open(store.image(), opts(1 << 20)).unwrap();
+                    want.push((lsn, b"after".to_vec()));
+                    assert!(contents(&wal) == want, "tear {tear}: after a reopen");
+                }
+                Err(e) => {
+                    assert!(corrupt, "claim {claim}, tear {tear}: a torn in-flight epoch refused: {e}");
+                    assert_eq!(e.code, Code::Corrupt);
+                }
+            }
+        }
+    }
+}

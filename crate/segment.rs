@@ -9,7 +9,8 @@ use crate::frame::read_u64;
 
 pub const SEGMENT_HEADER: usize = 64;
 const MAGIC: &[u8; 8] = b"STURDYWL";
-const VERSION: u32 = 1;
+/// 2: commit markers carry `durable_end` and a checksum bound to their position.
+const VERSION: u32 = 2;
 const SUFFIX: &str = ".wal";
 
 pub fn file_name(base: u64) -> String {

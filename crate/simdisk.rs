@@ -86,6 +86,8 @@ struct DiskState {
     faults: Vec<(FaultKind, u64, i32)>,
     crash_at_op: Option<(u64, CrashPlan)>,
     last_crash: CrashReport,
+    /// Let logs on this disk use background threads and overlap barriers (see `set_concurrent`).
+    concurrent: bool,
 }
 
 pub struct SimDisk {
@@ -116,6 +118,7 @@ impl SimDisk {
                 faults: Vec::new(),
                 crash_at_op: None,
                 last_crash: CrashReport::default(),
+                concurrent: false,
             }),
         })
     }
@@ -126,6 +129,13 @@ impl SimDisk {
 
     fn lock(&self) -> MutexGuard<'_, DiskState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Let logs opened from now on run as on a real disk: segments prepared and zero-filled on
+    /// background threads, and a second committer worker overlapping barriers with writes. The
+    /// order of operations then depends on thread timing, so a seed no longer replays exactly.
+    pub fn set_concurrent(&self, concurrent: bool) {
+        self.lock().concurrent = concurrent;
     }
 
     /// Open the log directory `name` on this disk (one opener at a time, like a real lock).
@@ -383,6 +393,10 @@ impl Store for SimStore {
     }
 
     fn sync(&self, base: u64) -> Result<()> {
+        if self.disk.lock().concurrent {
+            // A barrier takes a while: long enough for another thread to write meanwhile.
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
         self.op(Op::Sync, |files| {
             let f = files.get_mut(&base).ok_or_else(|| missing(base))?;
             for op in f.pending.drain(..) {
@@ -402,7 +416,7 @@ impl Store for SimStore {
     }
 
     fn prepares_in_background(&self) -> bool {
-        false
+        self.disk.lock().concurrent
     }
 
     fn close(&self) {

@@ -129,8 +129,12 @@ function checkDir(dir: unknown): string {
   return dir
 }
 
-/** A group this large is handed to the committer at once, without waiting for the turn to end. */
-const LARGE_GROUP = 4 << 20
+/**
+ * A group this large is handed to the committer at once, without waiting for the turn to end: an
+ * idle disk starts on it while the rest of the turn is staged, and groups handed over while the
+ * disk is busy are merged by the committer into its next write anyway (one barrier for all).
+ */
+const LARGE_GROUP = 128 << 10
 /**
  * A large `appendBatch` goes to the committer in slices of this size as it is staged (each slice
  * is durable before the next is written, which recovery relies on). Staging buffers up to this
