@@ -160,11 +160,11 @@ export function crc32c(buf, crc = 0) {
   return ~c >>> 0
 }
 
-/** A segment header as the library writes it (crate/segment.rs): magic, version 1, lengths, CRC. */
+/** A segment header as the library writes it (crate/segment.rs): magic, format version 2, lengths, CRC. */
 export function segmentHeader(base, capacity) {
   const h = Buffer.alloc(SEGMENT_HEADER)
   h.write('STURDYWL', 0, 'latin1')
-  h.writeUInt32LE(1, 8)
+  h.writeUInt32LE(2, 8)
   h.writeUInt32LE(SEGMENT_HEADER, 12)
   h.writeBigUInt64LE(BigInt(base), 16)
   h.writeBigUInt64LE(BigInt(capacity), 24)
