@@ -199,7 +199,7 @@ const titles = {
   e: '(e) open + recovery scan of a 1 GiB log',
   f: '(f) sequential read of 4 KiB records',
 }
-const fmt = (v) => (v >= 1e5 ? Math.round(v).toLocaleString('en-US') : v >= 100 ? v.toFixed(0) : v.toFixed(2))
+const fmt = (v) => (v >= 1000 ? Math.round(v).toLocaleString('en-US') : v >= 100 ? v.toFixed(0) : v.toFixed(2))
 const scalar = (v) => (typeof v === 'object' ? v.p50 : v)
 console.log(`\nsturdy benchmarks — ${os.cpus().length} cores, ${os.cpus()[0]?.model ?? ''}, Node ${process.version}, ${SECONDS}s runs`)
 console.log('raw limit: a C program doing pwrite + fdatasync of the same group size over zero-filled space (sturdy\'s default); raw (appending): the same, growing the file\n')

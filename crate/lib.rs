@@ -1,5 +1,6 @@
 //! sturdy's native core: a segmented write-ahead log with CRC32C framing, recovery that cuts a
-//! torn tail and refuses corruption, and group commit on one committer thread per log.
+//! torn tail and refuses corruption, and group commit by a committer per log (whose two workers
+//! overlap one write's barrier with the next write under load).
 
 // The napi exports are called from JavaScript only, so a test build sees them as unused.
 #![cfg_attr(test, allow(dead_code))]
