@@ -205,12 +205,6 @@ impl Store for FileStore {
         platform::durable_sync(&*self.file(base)?).map_err(|e| seg_err("syncing", base, e))
     }
 
-    #[cfg(target_os = "linux")]
-    fn zero_fill(&self, base: u64, from: u64, to: u64) -> Result<()> {
-        let path = self.dir.join(file_name(base));
-        platform::write_zeros_uncached(&*self.file(base)?, &path, from, to).map_err(|e| seg_err("zero-filling", base, e))
-    }
-
     fn close(&self) {
         self.files.write().unwrap_or_else(|p| p.into_inner()).clear();
         self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
