@@ -79,22 +79,22 @@ fn spin_recv(rx: &Receiver<Command>, limit: Duration) -> Option<Command> {
 }
 
 /// Start the committer: two workers, or one on a simulated disk (whose operations must happen
-/// in one deterministic order). Returns the command channel and the first worker.
-pub fn spawn(log: Arc<Log>) -> Result<(Sender<Command>, JoinHandle<()>)> {
+/// in one deterministic order). Returns its command channel; the workers end with `Close` or
+/// once every sender is gone.
+pub fn spawn(log: Arc<Log>) -> Result<Sender<Command>> {
     let (tx, rx) = channel();
     let workers = if log.store.prepares_in_background() { 2 } else { 1 };
     let slot = Arc::new(Mutex::new(Some(Writer::new(log, rx, workers > 1)?)));
-    let mut handles = Vec::new();
-    for _ in 0..workers {
+    for started in 0..workers {
         let slot = slot.clone();
         match std::thread::Builder::new().name("sturdy-committer".into()).spawn(move || work(&slot)) {
-            Ok(h) => handles.push(h),
+            Ok(_) => {}
             // One worker is enough to be correct; a second only overlaps barriers.
-            Err(_) if !handles.is_empty() => break,
+            Err(_) if started > 0 => break,
             Err(e) => return Err(WalError::io("starting the committer thread", e)),
         }
     }
-    Ok((tx, handles.swap_remove(0)))
+    Ok(tx)
 }
 
 /// A worker: take the writer, gather and write an epoch, let go of the writer, and finish the
@@ -209,13 +209,23 @@ impl Epoch {
     }
 }
 
-/// The durability barrier for segment `base`; a failure poisons the log.
-fn barrier(log: &Log, base: u64) -> Result<()> {
-    let out = catch_unwind(AssertUnwindSafe(|| log.store.sync(base).map_err(|e| WalError::poisoned(&e)))).unwrap_or_else(|_| Err(internal("sync")));
+/// Run `f` on an unpoisoned log; an I/O failure or a panic in it poisons the log.
+fn guard<T>(log: &Log, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    if let Some(p) = log.poisoned() {
+        return Err(WalError::poisoned(&p));
+    }
+    let out = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| Err(internal(what)));
     if let Err(e) = &out {
-        log.set_poison(e);
+        if e.code == Code::Io || e.code == Code::Poisoned {
+            log.set_poison(e);
+        }
     }
     out
+}
+
+/// The durability barrier for segment `base`.
+fn barrier(log: &Log, base: u64) -> Result<()> {
+    guard(log, "sync", || log.store.sync(base).map_err(|e| WalError::poisoned(&e)))
 }
 
 /// Make durable writes visible to readers.
@@ -374,24 +384,13 @@ impl Writer {
     }
 
     fn guarded<T>(&mut self, what: &str, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        if let Some(p) = self.log.poisoned() {
-            return Err(WalError::poisoned(&p));
-        }
-        let out = match catch_unwind(AssertUnwindSafe(|| f(self))) {
-            Ok(r) => r,
-            Err(_) => Err(internal(what)),
-        };
-        if let Err(e) = &out {
-            if e.code == Code::Io || e.code == Code::Poisoned {
-                self.log.set_poison(e);
-            }
-        }
-        out
+        let log = self.log.clone();
+        guard(&log, what, || f(self))
     }
 
     fn control(&mut self, cmd: Command) {
         match cmd {
-            Command::Sync(done) => done(self.guarded("sync", |w| w.log.store.sync(w.base).map_err(|e| WalError::poisoned(&e)))),
+            Command::Sync(done) => done(barrier(&self.log, self.base)),
             Command::TruncateFrom(lsn, done) => done(self.guarded("truncateFrom", |w| w.truncate_from(lsn))),
             Command::TruncateBefore(lsn, done) => done(self.guarded("truncateBefore", |w| w.truncate_before(lsn))),
             Command::Append(..) | Command::Close(_) => unreachable!("handled by step"),

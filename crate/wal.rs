@@ -25,7 +25,7 @@ impl Wal {
         let read_only = opts.read_only;
         let log = Log::open(store, opts)?;
         // A read-only log has no writer: no committer, nothing prepared ahead.
-        let tx = if read_only { None } else { Some(committer::spawn(log.clone())?.0) };
+        let tx = if read_only { None } else { Some(committer::spawn(log.clone())?) };
         Ok(Wal { log, tx: Mutex::new(tx) })
     }
 
