@@ -454,9 +454,7 @@ export class StreamStore implements StreamEvents {
   /** A stream's metadata (does not count as an access for its TTL). */
   head(name: string): Promise<StreamInfo> {
     return this.#retrying(async () => {
-      this.#checkOpen()
-      const s = this.#live(name, this.#now())
-      if (!s.durable) throw new Unsettled(s)
+      const s = this.#settled(name, this.#now())
       return this.#info(s)
     })
   }
@@ -480,10 +478,8 @@ export class StreamStore implements StreamEvents {
    * more in parallel off the event loop, so a cold catch-up read never stalls other requests.
    */
   async #read(name: string, offset: OffsetRequest, maxBytes: number, mayWait: boolean): Promise<ReadResult> {
-    this.#checkOpen()
     const now = this.#now()
-    const s = this.#live(name, now)
-    if (!s.durable) throw new Unsettled(s)
+    const s = this.#settled(name, now)
     s.lastAccess = now
     const from = this.#from(s, offset)
     const pieces: Piece[] = []
@@ -514,9 +510,7 @@ export class StreamStore implements StreamEvents {
    */
   position(name: string, offset: OffsetRequest): Promise<number> {
     return this.#retrying(async () => {
-      this.#checkOpen()
-      const s = this.#live(name, this.#now())
-      if (!s.durable) throw new Unsettled(s)
+      const s = this.#settled(name, this.#now())
       const from = this.#from(s, offset)
       if (from < s.tail) this.#collectRange(s, from, from, 0, []) // GONE below retention, INVALID_OFFSET mid-message
       return from
@@ -557,9 +551,7 @@ export class StreamStore implements StreamEvents {
   /** Delete a stream: soft (410 Gone, data kept) while forks read from it, otherwise for good. */
   delete(name: string): Promise<void> {
     return this.#retrying(async () => {
-      this.#checkOpen()
-      const s = this.#live(name, this.#now())
-      if (!s.durable) throw new Unsettled(s)
+      const s = this.#settled(name, this.#now())
       await this.#delete(s)
     })
   }
@@ -610,6 +602,14 @@ export class StreamStore implements StreamEvents {
     if (s.deleted === 'soft') throw new StreamError('GONE', `${JSON.stringify(name)} was deleted`)
     if (!s.deleting && s.expired(now)) this.#expire(s)
     if (s.deleting) throw new Unsettled(s)
+    return s
+  }
+
+  /** A live stream whose creation is durable, on an open store (else `Unsettled`, or an error). */
+  #settled(name: string, now: number): Stream {
+    this.#checkOpen()
+    const s = this.#live(name, now)
+    if (!s.durable) throw new Unsettled(s)
     return s
   }
 

@@ -129,6 +129,16 @@ function checkDir(dir: unknown): string {
   return dir
 }
 
+/** Total length of a record given as parts; -1 if a part is not a Uint8Array. */
+function partsLength(parts: readonly unknown[]): number {
+  let len = 0
+  for (const part of parts) {
+    if (!(part instanceof Uint8Array)) return -1
+    len += part.byteLength
+  }
+  return len
+}
+
 /**
  * A group this large is handed to the committer at once, without waiting for the turn to end: an
  * idle disk starts on it while the rest of the turn is staged, and groups handed over while the
@@ -457,11 +467,12 @@ export class Wal {
 
   /** Byte length of a record, after checking its type and size. */
   #measure(data: RecordData | readonly Uint8Array[]): number {
-    let len: number
-    if (typeof data === 'string') len = Buffer.byteLength(data, 'utf8')
-    else if (data instanceof Uint8Array) len = data.byteLength
-    else if (Array.isArray(data) && data.every((part) => part instanceof Uint8Array)) len = data.reduce((n, part) => n + part.byteLength, 0)
-    else throw invalidArg(`a record must be a Uint8Array, a string or an array of Uint8Arrays, got ${data === null ? 'null' : typeof data}`)
+    const len =
+      typeof data === 'string' ? Buffer.byteLength(data, 'utf8')
+      : data instanceof Uint8Array ? data.byteLength
+      : Array.isArray(data) ? partsLength(data)
+      : -1
+    if (len < 0) throw invalidArg(`a record must be a Uint8Array, a string or an array of Uint8Arrays, got ${data === null ? 'null' : typeof data}`)
     if (len > this.#maxRecordBytes) {
       throw new SturdyError('ERR_RECORD_TOO_LARGE', `record of ${len} bytes exceeds maxRecordBytes (${this.#maxRecordBytes})`)
     }
