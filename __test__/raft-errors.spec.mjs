@@ -71,19 +71,28 @@ const badAppends = [
   ['a good entry followed by a bad one', [ent(11, 2), { index: 12, term: 2, data: null }]],
 ]
 
+/**
+ * `call` rejects with ERR_INVALID_ARG and changes nothing: not the log's contents, not a byte on
+ * disk, not after a reopen. Returns the reopened log.
+ */
+async function rejectsAndChangesNothing(t, call) {
+  const { dir, log } = await fixture(t)
+  const before = await observe(log)
+  const bytes = files(dir)
+  await t.throwsAsync(call(log), { instanceOf: SturdyError, code: 'ERR_INVALID_ARG' })
+  t.deepEqual(await observe(log), before)
+  await log.flush()
+  t.deepEqual(files(dir), bytes, 'no byte written')
+  await log.close()
+  const again = await RaftLog.open(dir, OPTS)
+  t.deepEqual(await observe(again), before)
+  return again
+}
+
 for (const [what, input] of badAppends) {
   test(`append rejects ${what} with ERR_INVALID_ARG and changes nothing`, async (t) => {
-    const { dir, log } = await fixture(t)
-    const before = await observe(log)
-    const bytes = files(dir)
-    await t.throwsAsync(log.append(input), { instanceOf: SturdyError, code: 'ERR_INVALID_ARG' })
-    t.deepEqual(await observe(log), before)
-    await log.flush()
-    t.deepEqual(files(dir), bytes, 'no byte written')
-    // Still usable, and the same after a reopen.
-    await log.close()
-    const again = await RaftLog.open(dir, OPTS)
-    t.deepEqual(await observe(again), before)
+    const again = await rejectsAndChangesNothing(t, (log) => log.append(input))
+    // Still usable after the reopen.
     await again.append([ent(11, 2)])
     t.is(again.lastIndex(), 11)
     await again.close()
@@ -131,16 +140,7 @@ const badCalls = [
 
 for (const [what, call] of badCalls) {
   test(`${what} rejects with ERR_INVALID_ARG and changes nothing`, async (t) => {
-    const { dir, log } = await fixture(t)
-    const before = await observe(log)
-    const bytes = files(dir)
-    await t.throwsAsync(call(log), { instanceOf: SturdyError, code: 'ERR_INVALID_ARG' })
-    t.deepEqual(await observe(log), before)
-    await log.flush()
-    t.deepEqual(files(dir), bytes, 'no byte written')
-    await log.close()
-    const again = await RaftLog.open(dir, OPTS)
-    t.deepEqual(await observe(again), before)
+    const again = await rejectsAndChangesNothing(t, call)
     await again.close()
   })
 }
