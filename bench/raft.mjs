@@ -15,6 +15,8 @@ import path from 'node:path'
 
 import Database from 'better-sqlite3'
 
+import { perTurn } from './per-turn.mjs'
+
 import { RaftLog } from '../dist/index.mjs'
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3)
@@ -51,28 +53,10 @@ async function openSqlite(dir) {
       for (const e of entries) insert.run(e.index, e.term, e.data)
     }
   })
-  let pending = null
-  const flush = () => {
-    const p = pending
-    pending = null
-    try {
-      appendAll(p.batches)
-      p.resolve()
-    } catch (e) {
-      p.reject(e)
-    }
-  }
+  const add = perTurn(appendAll)
   return {
     name: 'better-sqlite3 (WAL, synchronous=FULL)',
-    append(entries) {
-      if (!pending) {
-        pending = { batches: [] }
-        pending.done = new Promise((resolve, reject) => Object.assign(pending, { resolve, reject }))
-        queueMicrotask(flush)
-      }
-      pending.batches.push(entries)
-      return pending.done
-    },
+    append: (entries) => add([entries]),
     close: async () => db.close(),
   }
 }

@@ -4,6 +4,8 @@ import path from 'node:path'
 
 import Database from 'better-sqlite3'
 
+import { perTurn } from '../per-turn.mjs'
+
 export const name = 'better-sqlite3'
 
 export async function open(dir) {
@@ -15,26 +17,7 @@ export async function open(dir) {
   const insertAll = db.transaction((rows) => {
     for (const r of rows) insert.run(r)
   })
-  let pending = null
-  const flush = () => {
-    const p = pending
-    pending = null
-    try {
-      insertAll(p.rows)
-      p.resolve()
-    } catch (e) {
-      p.reject(e)
-    }
-  }
-  const add = (rows) => {
-    if (!pending) {
-      pending = { rows: [] }
-      pending.done = new Promise((resolve, reject) => Object.assign(pending, { resolve, reject }))
-      queueMicrotask(flush)
-    }
-    for (const r of rows) pending.rows.push(r)
-    return pending.done
-  }
+  const add = perTurn(insertAll)
   return {
     append: (buf) => add([buf]),
     appendBatch: (bufs) => add(bufs),
