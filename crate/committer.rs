@@ -271,6 +271,8 @@ struct Writer {
     filling: Option<(u64, u64, JoinHandle<Result<()>>)>,
     /// The next zero-fill's size: it doubles while the log keeps writing, up to PREALLOC_MAX.
     fill_step: u64,
+    /// Recent epochs' size in bytes (a moving average): zero-filling pays only for small ones.
+    epoch_bytes: u64,
 }
 
 enum Piece {
@@ -316,6 +318,7 @@ impl Writer {
             zeroed,
             filling: None,
             fill_step,
+            epoch_bytes: 0,
         };
         w.prepare_next();
         Ok(w)
@@ -546,6 +549,8 @@ impl Writer {
                 self.log.store.sync(w.base).map_err(|e| WalError::poisoned(&e))?;
             }
         }
+        let written: u64 = writes.iter().map(|w| w.end - w.pos).sum();
+        self.epoch_bytes = (self.epoch_bytes * 7 + written) / 8;
         let last = writes.last().unwrap();
         self.base = last.base;
         self.capacity = last.capacity;
@@ -569,12 +574,15 @@ impl Writer {
         self.base + self.end
     }
 
-    /// Keep zero-filled space ahead of the writer: when less than half a step is left, fill the
-    /// next step in the background (inline on a simulated disk, for determinism).
+    /// Keep zero-filled space ahead of a writer of small epochs: when less than half a step is
+    /// left, fill the next step in the background (inline on a simulated disk, for determinism).
     fn extend_zeroes(&mut self) -> Result<()> {
         let step = self.fill_step;
         if step == 0 || self.filling.is_some() || self.zeroed >= self.capacity || self.zeroed >= self.end + step / 2 {
             return Ok(());
+        }
+        if self.epoch_bytes > crate::log::FILL_MAX_EPOCH {
+            return Ok(()); // large epochs: appending past the zeroed space costs less
         }
         self.fill_step = (step * 2).min(crate::log::PREALLOC_MAX);
         let from = self.zeroed.max(self.end);

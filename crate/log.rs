@@ -49,6 +49,12 @@ impl Default for Options {
 pub const PREALLOC_FIRST: u64 = 1 << 20;
 /// The most zero-filled space kept ahead of a busy writer.
 pub const PREALLOC_MAX: u64 = 16 << 20;
+/// Zero-filling stops while recent epochs average more than this. Zeros cost the disk as much
+/// bandwidth as data; what they save is a journal commit per barrier, which a large epoch
+/// amortizes anyway. Measured on Linux/ext4 (Raft log, 256 B entries, 32 batches of 64 in
+/// flight, ~150-300 KiB epochs): 1.4-1.55M entries/s filling, 1.75-1.9M not filling; 64 KiB
+/// epochs gain from filling.
+pub const FILL_MAX_EPOCH: u64 = 128 << 10;
 
 impl Options {
     /// How much zero-filled space a new segment starts with (0 without preallocation).
