@@ -7,6 +7,27 @@ const MIN_CHUNK = 64 * 1024
 const POOLED_MAX = 8 << 20
 const POOL_SLOTS = 4
 
+/** Write a frame's payload length (little-endian) after its CRC placeholder. */
+function putLength(buf: Buffer, at: number, len: number): void {
+  buf[at + 4] = len
+  buf[at + 5] = len >>> 8
+  buf[at + 6] = len >>> 16
+  buf[at + 7] = len >>> 24
+}
+
+/**
+ * Records that lay out their own bytes in the log's staging buffer, for callers that would
+ * otherwise encode each one into a buffer of their own first (see `Wal.appendWritten`).
+ *
+ * @internal
+ */
+export interface RecordWriter {
+  /** Each record's byte length. */
+  readonly lengths: ArrayLike<number>
+  /** Write record `k`, exactly `lengths[k]` bytes, at `buf[at]` onwards. */
+  write(k: number, buf: Buffer, at: number): void
+}
+
 /**
  * Staging buffers reused across groups, so a steady stream of appends neither allocates nor
  * page-faults fresh memory for every group.
@@ -70,18 +91,9 @@ export class Group {
    * `len` is its byte length. Returns its offset in the group.
    */
   add(data: RecordData | readonly Uint8Array[], len: number): number {
-    const need = FRAME_HEADER + len
-    if (this.#used + need > this.#cur.length) {
-      this.seal()
-      this.#cur = this.#pool.take(Math.max(need, this.size))
-      this.#backing.push(this.#cur)
-    }
-    const buf = this.#cur
+    const buf = this.#room(FRAME_HEADER + len)
     const at = this.#used
-    buf[at + 4] = len
-    buf[at + 5] = len >>> 8
-    buf[at + 6] = len >>> 16
-    buf[at + 7] = len >>> 24
+    putLength(buf, at, len)
     if (typeof data === 'string') buf.write(data, at + FRAME_HEADER, len, 'utf8')
     else if (data instanceof Uint8Array) buf.set(data, at + FRAME_HEADER)
     else {
@@ -91,8 +103,36 @@ export class Group {
         to += part.byteLength
       }
     }
-    this.#used += need
+    this.#used += FRAME_HEADER + len
     return this.#base + at
+  }
+
+  /**
+   * Frame the records `writer` lays out itself, straight into the staging buffer; `total` is
+   * their framed size. Their group offsets go to `offsets`. If `writer` throws, nothing is added.
+   */
+  addWritten(writer: RecordWriter, total: number, offsets: Float64Array): void {
+    const buf = this.#room(total)
+    const { lengths } = writer
+    let at = this.#used
+    for (let k = 0; k < offsets.length; k++) {
+      const len = lengths[k]
+      putLength(buf, at, len)
+      writer.write(k, buf, at + FRAME_HEADER)
+      offsets[k] = this.#base + at
+      at += FRAME_HEADER + len
+    }
+    this.#used = at
+  }
+
+  /** The current buffer, with room for `need` more bytes (a fresh one if it has not). */
+  #room(need: number): Buffer {
+    if (this.#used + need > this.#cur.length) {
+      this.seal()
+      this.#cur = this.#pool.take(Math.max(need, this.size))
+      this.#backing.push(this.#cur)
+    }
+    return this.#cur
   }
 
   /** Close the current buffer: its used part joins `chunks`. */

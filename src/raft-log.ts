@@ -8,8 +8,7 @@ import { EntryIndex } from './raft-index.js'
 import {
   corruptRecord,
   ENTRY_HEADER,
-  EntryEncoder,
-  FIRST_OF_BATCH,
+  EntryBatch,
   purgeRecord,
   readEntryHeader,
   resetRecord,
@@ -79,7 +78,7 @@ export interface RaftLogOptions {
   segmentBytes?: number
   /** Largest entry `data` accepted, in bytes (default: about 16 MiB, or what the segments allow). */
   maxEntryBytes?: number
-  /** Zero-fill each new segment to its full size when it is prepared (default: the `Wal` default). */
+  /** Keep zero-filled space ahead of the writer (default true; see the `Wal` option `preallocate`). */
   preallocate?: boolean
   /** Open the log on a {@link SimulatedDisk} (from `sturdy/testing`); `dir` is then a name on it. */
   disk?: SimulatedDisk
@@ -169,7 +168,6 @@ export class RaftLog {
   readonly #hard: HardStateStore
   readonly #index: EntryIndex
   readonly #maxEntryBytes: number
-  readonly #encoder = new EntryEncoder()
   #purged: LogId | undefined
   /** Numbers appends, for the index's placeholders. */
   #seq = 0
@@ -435,13 +433,9 @@ export class RaftLog {
     if (this.#failure !== undefined) throw this.#poisoned()
   }
 
-  /**
-   * Validate an append against the log and encode it as one batch of records (views into the
-   * encoder's scratch buffer: pass them to the Wal before encoding anything else).
-   */
-  #encode(entries: readonly RaftEntryInput[]): Buffer[] {
-    const lens = new Array<number>(entries.length)
-    let total = 0
+  /** Validate an append against the log; its records, for the Wal to lay out. */
+  #encode(entries: readonly RaftEntryInput[]): EntryBatch {
+    const lens = new Float64Array(entries.length)
     for (let k = 0; k < entries.length; k++) {
       const e = entries[k]
       if (e === null || typeof e !== 'object') throw invalidArg(`entry ${k} must be an object { index, term, data }`)
@@ -461,20 +455,9 @@ export class RaftLog {
         const message = `entry ${e.index} has ${lens[k]} bytes of data; maxEntryBytes is ${this.#maxEntryBytes}`
         throw new SturdyError('ERR_RECORD_TOO_LARGE', message)
       }
-      total += ENTRY_HEADER + lens[k]
     }
     this.#checkPosition(entries[0].index, entries[0].term)
-
-    const buf = this.#encoder.begin(total)
-    const records = new Array<Buffer>(entries.length)
-    let at = 0
-    for (let k = 0; k < entries.length; k++) {
-      const { index, term, data } = entries[k]
-      const first = k === 0
-      records[k] = this.#encoder.put(buf, at, first ? FIRST_OF_BATCH : 0, first ? entries.length : 0, index, term, data, lens[k])
-      at += ENTRY_HEADER + lens[k]
-    }
-    return records
+    return new EntryBatch(entries, lens)
   }
 
   /** Where an append may start: within or just after the entries held, or after the purge point. */
@@ -494,8 +477,9 @@ export class RaftLog {
   }
 
   /** Issue one batch of records now (keeping call order); `onDurable` runs before any later write's. */
-  #write(records: Buffer[], onDurable?: (lsns: number[]) => void): Promise<number[]> {
-    const done = this.#wal.appendBatch(records).then(
+  #write(records: Buffer[] | EntryBatch, onDurable?: (lsns: number[]) => void): Promise<number[]> {
+    const written = records instanceof EntryBatch ? this.#wal.appendWritten(records) : this.#wal.appendBatch(records)
+    const done = written.then(
       (lsns) => {
         onDurable?.(lsns)
         return lsns

@@ -1,4 +1,5 @@
 import { SturdyError } from './errors.js'
+import type { RecordWriter } from './group.js'
 
 /**
  * The records a {@link RaftLog} writes to its write-ahead log. Every record starts with a kind
@@ -54,53 +55,43 @@ export function corruptRecord(lsn: number, what: string): SturdyError {
   return new SturdyError('ERR_CORRUPT', `raft log record at LSN ${lsn}: ${what}`, { offset: lsn })
 }
 
-/** Scratch buffers up to this size are kept for the next append. */
-const KEPT_SCRATCH = 4 << 20
-
 /**
- * Lays out an append's ENTRY records in one reusable buffer. The Wal copies records while
- * `appendBatch` runs, so the same memory can serve every append: no allocation per entry.
+ * An append's ENTRY records, laid out by the Wal straight into its staging buffer
+ * (`Wal.appendWritten`): each entry's data is copied once, from the caller's memory to the log's.
  *
  * @internal
  */
-export class EntryEncoder {
-  #buf = Buffer.allocUnsafe(64 << 10)
-  #view = new DataView(this.#buf.buffer, this.#buf.byteOffset, this.#buf.byteLength)
+export class EntryBatch implements RecordWriter {
+  /** `lengths[k]` is entry k's record length: its header and `dataLengths[k]` bytes of data. */
+  readonly lengths: Float64Array
 
-  /** Room for `total` bytes of records; returns the buffer to pass to {@link EntryEncoder.put}. */
-  begin(total: number): Buffer {
-    if (total > this.#buf.length) {
-      const buf = Buffer.allocUnsafe(total <= KEPT_SCRATCH ? Math.max(total, 2 * this.#buf.length) : total)
-      if (buf.length > KEPT_SCRATCH) return buf // one-off: a giant append does not pin its memory
-      this.#buf = buf
-      this.#view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
-    }
-    return this.#buf
+  constructor(
+    readonly entries: readonly { index: number; term: number; data: Uint8Array | string }[],
+    readonly dataLengths: Float64Array,
+  ) {
+    this.lengths = new Float64Array(entries.length)
+    for (let k = 0; k < entries.length; k++) this.lengths[k] = ENTRY_HEADER + dataLengths[k]
   }
 
-  /** Write one ENTRY record at `at` in `buf` (from `begin`); returns it as a view. */
-  put(
-    buf: Buffer,
-    at: number,
-    flags: number,
-    batchSize: number,
-    index: number,
-    term: number,
-    data: Uint8Array | string,
-    len: number,
-  ): Buffer {
-    const view = buf === this.#buf ? this.#view : new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
+  write(k: number, buf: Buffer, at: number): void {
+    const { index, term, data } = this.entries[k]
     buf[at] = KIND_ENTRY
-    buf[at + 1] = flags
-    view.setUint32(at + 2, batchSize, true)
-    view.setUint32(at + 6, index % TWO_32, true)
-    view.setUint32(at + 10, Math.floor(index / TWO_32), true)
-    view.setUint32(at + 14, term % TWO_32, true)
-    view.setUint32(at + 18, Math.floor(term / TWO_32), true)
-    if (typeof data === 'string') buf.write(data, at + ENTRY_HEADER, len, 'utf8')
+    buf[at + 1] = k === 0 ? FIRST_OF_BATCH : 0
+    putU32(buf, at + 2, k === 0 ? this.entries.length : 0)
+    putU32(buf, at + 6, index >>> 0)
+    putU32(buf, at + 10, Math.floor(index / TWO_32))
+    putU32(buf, at + 14, term >>> 0)
+    putU32(buf, at + 18, Math.floor(term / TWO_32))
+    if (typeof data === 'string') buf.write(data, at + ENTRY_HEADER, this.dataLengths[k], 'utf8')
     else buf.set(data, at + ENTRY_HEADER)
-    return buf.subarray(at, at + ENTRY_HEADER + len)
   }
+}
+
+function putU32(buf: Buffer, at: number, n: number): void {
+  buf[at] = n
+  buf[at + 1] = n >>> 8
+  buf[at + 2] = n >>> 16
+  buf[at + 3] = n >>> 24
 }
 
 /** The fields of a decoded ENTRY header. */
