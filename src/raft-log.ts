@@ -91,10 +91,16 @@ const SEGMENT_OVERHEAD = 96
 /** Ranges up to this many entries are read record by record rather than as a scan. */
 const POINT_READS = 4
 
+function isIndex(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+}
+
+function badIndex(name: string, v: unknown): SturdyError {
+  return invalidArg(`${name} must be a non-negative safe integer, got ${typeof v === 'number' ? v : typeof v}`)
+}
+
 function checkIndex(name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
-    throw invalidArg(`${name} must be a non-negative safe integer, got ${typeof v === 'number' ? v : typeof v}`)
-  }
+  if (!isIndex(v)) throw badIndex(name, v)
   return v
 }
 
@@ -261,7 +267,7 @@ export class RaftLog {
     const start = entries[0].index
     const seq = ++this.#seq
     this.#index.replaceFrom(start)
-    for (const e of entries) this.#index.push(-seq, e.term)
+    this.#index.pushAll(-seq, entries)
     await this.#write(records, (lsns) => this.#index.fill(start, seq, lsns))
   }
 
@@ -435,29 +441,29 @@ export class RaftLog {
 
   /** Validate an append against the log; its records, for the Wal to lay out. */
   #encode(entries: readonly RaftEntryInput[]): EntryBatch {
-    const lens = new Float64Array(entries.length)
+    const lengths = new Float64Array(entries.length)
     for (let k = 0; k < entries.length; k++) {
       const e = entries[k]
       if (e === null || typeof e !== 'object') throw invalidArg(`entry ${k} must be an object { index, term, data }`)
-      checkIndex(`entries[${k}].index`, e.index)
-      checkIndex(`entries[${k}].term`, e.term)
-      if (k > 0 && e.index !== entries[k - 1].index + 1) {
-        throw invalidArg(`entries must have contiguous indexes: ${entries[k - 1].index} is followed by ${e.index}`)
+      const { index, term, data } = e
+      // Names built only on failure: this loop runs once per entry.
+      if (!isIndex(index)) throw badIndex(`entries[${k}].index`, index)
+      if (!isIndex(term)) throw badIndex(`entries[${k}].term`, term)
+      if (k > 0 && index !== entries[k - 1].index + 1) {
+        throw invalidArg(`entries must have contiguous indexes: ${entries[k - 1].index} is followed by ${index}`)
       }
-      if (k > 0 && e.term < entries[k - 1].term) {
-        throw invalidArg(`terms must not decrease: entry ${e.index} has term ${e.term} after ${entries[k - 1].term}`)
+      if (k > 0 && term < entries[k - 1].term) {
+        throw invalidArg(`terms must not decrease: entry ${index} has term ${term} after ${entries[k - 1].term}`)
       }
-      const { data } = e
-      if (typeof data === 'string') lens[k] = Buffer.byteLength(data, 'utf8')
-      else if (data instanceof Uint8Array) lens[k] = data.byteLength
-      else throw invalidArg(`entries[${k}].data must be a Uint8Array or a string`)
-      if (lens[k] > this.#maxEntryBytes) {
-        const message = `entry ${e.index} has ${lens[k]} bytes of data; maxEntryBytes is ${this.#maxEntryBytes}`
-        throw new SturdyError('ERR_RECORD_TOO_LARGE', message)
+      const len = typeof data === 'string' ? Buffer.byteLength(data, 'utf8') : data instanceof Uint8Array ? data.byteLength : -1
+      if (len < 0) throw invalidArg(`entries[${k}].data must be a Uint8Array or a string`)
+      if (len > this.#maxEntryBytes) {
+        throw new SturdyError('ERR_RECORD_TOO_LARGE', `entry ${index} has ${len} bytes of data; maxEntryBytes is ${this.#maxEntryBytes}`)
       }
+      lengths[k] = ENTRY_HEADER + len
     }
     this.#checkPosition(entries[0].index, entries[0].term)
-    return new EntryBatch(entries, lens)
+    return new EntryBatch(entries, lengths)
   }
 
   /** Where an append may start: within or just after the entries held, or after the purge point. */

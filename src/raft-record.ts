@@ -62,16 +62,11 @@ export function corruptRecord(lsn: number, what: string): SturdyError {
  * @internal
  */
 export class EntryBatch implements RecordWriter {
-  /** `lengths[k]` is entry k's record length: its header and `dataLengths[k]` bytes of data. */
-  readonly lengths: Float64Array
-
+  /** `lengths[k]`: entry k's record length, {@link ENTRY_HEADER} plus its data's. */
   constructor(
     readonly entries: readonly { index: number; term: number; data: Uint8Array | string }[],
-    readonly dataLengths: Float64Array,
-  ) {
-    this.lengths = new Float64Array(entries.length)
-    for (let k = 0; k < entries.length; k++) this.lengths[k] = ENTRY_HEADER + dataLengths[k]
-  }
+    readonly lengths: Float64Array,
+  ) {}
 
   write(k: number, buf: Buffer, at: number): void {
     const { index, term, data } = this.entries[k]
@@ -82,7 +77,7 @@ export class EntryBatch implements RecordWriter {
     putU32(buf, at + 10, Math.floor(index / TWO_32))
     putU32(buf, at + 14, term >>> 0)
     putU32(buf, at + 18, Math.floor(term / TWO_32))
-    if (typeof data === 'string') buf.write(data, at + ENTRY_HEADER, this.dataLengths[k], 'utf8')
+    if (typeof data === 'string') buf.write(data, at + ENTRY_HEADER, this.lengths[k] - ENTRY_HEADER, 'utf8')
     else buf.set(data, at + ENTRY_HEADER)
   }
 }
