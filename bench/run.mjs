@@ -130,7 +130,7 @@ for (const [w, writers, size] of [
 if (wanted('d')) {
   // (d) bulk: one appendBatch of 1,000,000 × 100 B, acknowledged once all of it is durable. The
   // peers issue one barrier at the end; sturdy hands the batch to the disk in 8 MiB slices as it
-  // stages them (each durable before the next is written), so copying overlaps writing.
+  // stages them, so copying overlaps writing.
   const recs = Array.from({ length: 1_000_000 }, () => record(100))
   // Three batches into the same store, the median rate: one batch is a single, noisy sample.
   const rows = await withEach(async (store) => {

@@ -148,9 +148,9 @@ function partsLength(parts: readonly unknown[]): number {
  */
 const LARGE_GROUP = 128 << 10
 /**
- * A large `appendBatch` goes to the committer in slices of this size as it is staged (each slice
- * is durable before the next is written, which recovery relies on). Staging buffers up to this
- * size are pooled, so slices reuse memory instead of faulting in fresh pages.
+ * A large `appendBatch` goes to the committer in slices of this size as it is staged, so the disk
+ * writes one slice while the next is copied. Staging buffers up to this size are pooled, so
+ * slices reuse memory instead of faulting in fresh pages.
  */
 const BATCH_SLICE = 8 << 20
 
@@ -290,12 +290,12 @@ export class Wal {
       slices.push({ group, first: 0 })
       for (let i = 0; i < records.length; i++) {
         if (group.size >= BATCH_SLICE) {
-          this.#flush() // declines (the group keeps gathering) while too many bytes are in flight
-          if (this.#group !== group) {
-            total -= group.size
-            group = this.#gather(Math.min(total, BATCH_SLICE))
-            slices.push({ group, first: i })
-          }
+          // Past the cap on bytes in flight too: this call holds its copies either way, and a
+          // slice the committer has is one it can write while the rest is staged.
+          this.#flush(true)
+          total -= group.size
+          group = this.#gather(Math.min(total, BATCH_SLICE))
+          slices.push({ group, first: i })
         }
         offsets[i] = group.add(records[i], lens[i])
       }
