@@ -49,7 +49,7 @@ test('a writer that throws, or a record over maxRecordBytes, rejects and adds no
   t.is(tooLarge.code, 'ERR_RECORD_TOO_LARGE')
   const bad = await t.throwsAsync(wal.appendWritten({ lengths: [1.5], write() {} }), { instanceOf: SturdyError })
   t.is(bad.code, 'ERR_INVALID_ARG')
-  const after = wal.append('after')
-  t.deepEqual(await contents(wal), [[await before, 'before'], [await after, 'after']])
+  const lsns = [await before, await wal.append('after')]
+  t.deepEqual(await contents(wal), [[lsns[0], 'before'], [lsns[1], 'after']])
   await wal.close()
 })
