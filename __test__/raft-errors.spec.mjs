@@ -215,3 +215,21 @@ test('a failed barrier poisons the log; reads of durable entries still work; reo
   )
   await again.close()
 })
+
+test('an entry whose getters change their answer is written as it was checked', async (t) => {
+  const dir = tmpDir(t)
+  const log = await RaftLog.open(dir, OPTS)
+  const reads = { index: 0, term: 0, data: 0 }
+  const shifty = {
+    get index() { return reads.index++ === 0 ? 1 : 99 },
+    get term() { return reads.term++ === 0 ? 2 : 0 },
+    get data() { return reads.data++ === 0 ? Buffer.from('checked') : Buffer.alloc(5000, 0x78) },
+  }
+  await log.append([shifty, ent(2, 2)])
+  const expected = [[1, 2, 'checked'], [2, 2, 'i2t2']]
+  t.deepEqual((await observe(log)).entries, expected)
+  await log.close()
+  const again = await RaftLog.open(dir, OPTS)
+  t.deepEqual((await observe(again)).entries, expected)
+  await again.close()
+})

@@ -121,19 +121,19 @@ export class EntryIndex {
     if (this.#runEnd === this.#runHead || this.#runTerm[this.#runEnd - 1] !== term) this.#addRun(index, term)
   }
 
-  /** Append entries after the last one, all with the same LSN placeholder, and their terms. */
-  pushAll(lsn: number, entries: readonly { term: number }[]): void {
+  /** Append entries with `terms` after the last one, all with the same LSN placeholder. */
+  pushAll(lsn: number, terms: ArrayLike<number>): void {
     let index = this.#first + this.#count
     let k = 0
-    while (k < entries.length) {
+    while (k < terms.length) {
       const pos = index - this.#chunkBase
       const c = Math.floor(pos / CHUNK)
       if (c === this.#chunks.length) this.#chunks.push(new Float64Array(CHUNK))
       // As many as fit in this chunk, in one fill.
-      const n = Math.min(entries.length - k, CHUNK - (pos - c * CHUNK))
+      const n = Math.min(terms.length - k, CHUNK - (pos - c * CHUNK))
       this.#chunks[c].fill(lsn, pos - c * CHUNK, pos - c * CHUNK + n)
       for (let j = k; j < k + n; j++) {
-        const term = entries[j].term
+        const term = terms[j]
         if (this.#runEnd === this.#runHead || this.#runTerm[this.#runEnd - 1] !== term) this.#addRun(index + j - k, term)
       }
       this.#count += n

@@ -264,10 +264,10 @@ export class RaftLog {
     if (!Array.isArray(entries)) throw invalidArg('append takes an array of entries')
     if (entries.length === 0) return this.#settled()
     const records = this.#encode(entries)
-    const start = entries[0].index
+    const start = records.first
     const seq = ++this.#seq
     this.#index.replaceFrom(start)
-    this.#index.pushAll(-seq, entries)
+    this.#index.pushAll(-seq, records.terms)
     await this.#write(records, (lsns) => this.#index.fill(start, seq, lsns))
   }
 
@@ -441,29 +441,36 @@ export class RaftLog {
 
   /** Validate an append against the log; its records, for the Wal to lay out. */
   #encode(entries: readonly RaftEntryInput[]): EntryBatch {
-    const lengths = new Float64Array(entries.length)
-    for (let k = 0; k < entries.length; k++) {
+    const n = entries.length
+    const terms = new Float64Array(n)
+    const data = new Array<Uint8Array | string>(n)
+    const lengths = new Float64Array(n)
+    let first = 0
+    for (let k = 0; k < n; k++) {
       const e = entries[k]
       if (e === null || typeof e !== 'object') throw invalidArg(`entry ${k} must be an object { index, term, data }`)
-      const { index, term, data } = e
+      // Each field read once: an entry whose getters change their answer cannot slip past.
+      const { index, term, data: d } = e
       // Names built only on failure: this loop runs once per entry.
       if (!isIndex(index)) throw badIndex(`entries[${k}].index`, index)
       if (!isIndex(term)) throw badIndex(`entries[${k}].term`, term)
-      if (k > 0 && index !== entries[k - 1].index + 1) {
-        throw invalidArg(`entries must have contiguous indexes: ${entries[k - 1].index} is followed by ${index}`)
+      if (k === 0) first = index
+      else if (index !== first + k) {
+        throw invalidArg(`entries must have contiguous indexes: ${first + k - 1} is followed by ${index}`)
+      } else if (term < terms[k - 1]) {
+        throw invalidArg(`terms must not decrease: entry ${index} has term ${term} after ${terms[k - 1]}`)
       }
-      if (k > 0 && term < entries[k - 1].term) {
-        throw invalidArg(`terms must not decrease: entry ${index} has term ${term} after ${entries[k - 1].term}`)
-      }
-      const len = typeof data === 'string' ? Buffer.byteLength(data, 'utf8') : data instanceof Uint8Array ? data.byteLength : -1
+      const len = typeof d === 'string' ? Buffer.byteLength(d, 'utf8') : d instanceof Uint8Array ? d.byteLength : -1
       if (len < 0) throw invalidArg(`entries[${k}].data must be a Uint8Array or a string`)
       if (len > this.#maxEntryBytes) {
         throw new SturdyError('ERR_RECORD_TOO_LARGE', `entry ${index} has ${len} bytes of data; maxEntryBytes is ${this.#maxEntryBytes}`)
       }
+      terms[k] = term
+      data[k] = d
       lengths[k] = ENTRY_HEADER + len
     }
-    this.#checkPosition(entries[0].index, entries[0].term)
-    return new EntryBatch(entries, lengths)
+    this.#checkPosition(first, terms[0])
+    return new EntryBatch(first, terms, data, lengths)
   }
 
   /** Where an append may start: within or just after the entries held, or after the purge point. */

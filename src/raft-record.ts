@@ -62,21 +62,29 @@ export function corruptRecord(lsn: number, what: string): SturdyError {
  * @internal
  */
 export class EntryBatch implements RecordWriter {
-  /** `lengths[k]`: entry k's record length, {@link ENTRY_HEADER} plus its data's. */
+  /**
+   * Entries `first`, `first + 1`, ... with `terms[k]` and `data[k]`: values captured when the
+   * append was checked, so what is written is what was checked. `lengths[k]` is entry k's record
+   * length, {@link ENTRY_HEADER} plus its data's.
+   */
   constructor(
-    readonly entries: readonly { index: number; term: number; data: Uint8Array | string }[],
+    readonly first: number,
+    readonly terms: Float64Array,
+    readonly data: (Uint8Array | string)[],
     readonly lengths: Float64Array,
   ) {}
 
   write(k: number, buf: Buffer, at: number): void {
-    const { index, term, data } = this.entries[k]
+    const index = this.first + k
+    const term = this.terms[k]
     buf[at] = KIND_ENTRY
     buf[at + 1] = k === 0 ? FIRST_OF_BATCH : 0
-    putU32(buf, at + 2, k === 0 ? this.entries.length : 0)
+    putU32(buf, at + 2, k === 0 ? this.terms.length : 0)
     putU32(buf, at + 6, index >>> 0)
     putU32(buf, at + 10, Math.floor(index / TWO_32))
     putU32(buf, at + 14, term >>> 0)
     putU32(buf, at + 18, Math.floor(term / TWO_32))
+    const data = this.data[k]
     if (typeof data === 'string') buf.write(data, at + ENTRY_HEADER, this.lengths[k] - ENTRY_HEADER, 'utf8')
     else buf.set(data, at + ENTRY_HEADER)
   }
