@@ -108,12 +108,12 @@ export class Group {
   }
 
   /**
-   * Frame the records `writer` lays out itself, straight into the staging buffer; `total` is
-   * their framed size. Their group offsets go to `offsets`. If `writer` throws, nothing is added.
+   * Frame the records `writer` lays out itself, straight into the staging buffer: record k has
+   * `lengths[k]` bytes, `total` is their framed size, and their group offsets go to `offsets`.
+   * If `writer` throws, nothing is added.
    */
-  addWritten(writer: RecordWriter, total: number, offsets: Float64Array): void {
+  addWritten(writer: RecordWriter, lengths: Float64Array, total: number, offsets: Float64Array): void {
     const buf = this.#room(total)
-    const { lengths } = writer
     let at = this.#used
     for (let k = 0; k < offsets.length; k++) {
       const len = lengths[k]

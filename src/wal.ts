@@ -324,14 +324,15 @@ export class Wal {
    * @internal
    */
   appendWritten(writer: RecordWriter): Promise<number[]> {
-    const { lengths } = writer
+    // A copy: the frames are laid out by these lengths whatever `writer` does meanwhile.
+    const lengths = Float64Array.from(writer.lengths)
     const offsets = new Float64Array(lengths.length)
     let group: Group
     try {
       let total = 0
       for (let k = 0; k < lengths.length; k++) total += this.#checkLength(lengths[k]) + FRAME_HEADER
       group = this.#gather(total)
-      group.addWritten(writer, total, offsets)
+      group.addWritten(writer, lengths, total, offsets)
     } catch (e) {
       return Promise.reject(e)
     }
