@@ -233,13 +233,20 @@ fn round_trip_probe() {
 /// Several threads appending at once, so the committer overlaps one epoch's barrier with the next
 /// epoch's write, cut by a crash at a random storage operation. After recovery the log is a
 /// prefix of what was written, in LSN order, and holds every acknowledged record.
+///
+/// Odd seeds use 4 MiB segments and records up to 32 KiB: epochs of hundreds of KiB overlap
+/// within one segment, which starts 1 MiB zero-filled and is filled further in the background
+/// only while epochs stay small, so crashes land on zero-filled, filling and grown space alike.
 fn run_concurrent_schedule(seed: u64) {
+    let large = seed % 2 == 1;
+    let opts = if large { Options { segment_bytes: 4 << 20, max_record_bytes: 32 << 10, ..Options::default() } } else { opts() };
+    let (batches, most, longest) = if large { (20, 12, (32 << 10) - 32) } else { (60, 6, 300) };
     use std::collections::BTreeMap;
     use std::sync::Mutex;
     let disk = SimDisk::new(seed);
     disk.set_concurrent(true);
     let mut rng = fastrand::Rng::with_seed(seed ^ 0xc0c0);
-    let wal = Arc::new(Wal::open(Arc::new(disk.open_store("log").unwrap()), opts()).unwrap());
+    let wal = Arc::new(Wal::open(Arc::new(disk.open_store("log").unwrap()), opts.clone()).unwrap());
     disk.crash_after(rng.u64(5..200), CrashPlan::default());
     // Every record handed to the log (by LSN once known), and which were acknowledged.
     let written: Arc<Mutex<BTreeMap<u64, Vec<u8>>>> = Arc::default();
@@ -249,8 +256,8 @@ fn run_concurrent_schedule(seed: u64) {
             let (wal, written, acked) = (wal.clone(), written.clone(), acked.clone());
             let mut rng = fastrand::Rng::with_seed(seed * 31 + t);
             std::thread::spawn(move || {
-                for i in 0..60u32 {
-                    let recs: Vec<Vec<u8>> = (0..rng.usize(1..6)).map(|k| format!("t{t} i{i} k{k} {}", "x".repeat(rng.usize(0..300))).into_bytes()).collect();
+                for i in 0..batches {
+                    let recs: Vec<Vec<u8>> = (0..rng.usize(1..most)).map(|k| format!("t{t} i{i} k{k} {}", "x".repeat(rng.usize(0..longest))).into_bytes()).collect();
                     let refs: Vec<&[u8]> = recs.iter().map(|r| r.as_slice()).collect();
                     match wal.append_batch(&refs) {
                         Ok(lsns) => {
@@ -271,7 +278,7 @@ fn run_concurrent_schedule(seed: u64) {
     }
     drop(wal);
     disk.crash(CrashPlan::default());
-    let wal = Wal::open(Arc::new(disk.open_store("log").unwrap()), opts()).unwrap_or_else(|e| panic!("seed {seed}: recovery failed after a crash: {e}"));
+    let wal = Wal::open(Arc::new(disk.open_store("log").unwrap()), opts).unwrap_or_else(|e| panic!("seed {seed}: recovery failed after a crash: {e}"));
     let got = wal.records(0).unwrap();
     let written = written.lock().unwrap();
     // Unacknowledged records may survive (their LSNs are then unknown to the threads): check
