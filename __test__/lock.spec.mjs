@@ -1,5 +1,6 @@
 // The directory lock: one open log per directory, across processes and within one.
 import { spawn } from 'node:child_process'
+import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 
@@ -45,7 +46,8 @@ function startChild(dir, mode = 'hold') {
   let err = ''
   const waiters = []
   const lines = []
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
+  // 'close', not 'exit': 'exit' may come before the last of the child's output has been read.
+  const exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })))
   child.stderr.on('data', (d) => (err += d))
   child.stdout.on('data', (d) => {
     out += d
@@ -167,4 +169,17 @@ test('open and close many times in a row', async (t) => {
   const wal = await Wal.open(dir)
   await assertRecords(t, wal, expected)
   await wal.close()
+})
+
+test('a second open in this process is refused, and says so, by any name of the directory', async (t) => {
+  const dir = tmpDir(t)
+  const link = `${dir}-link`
+  fs.symlinkSync(dir, link)
+  t.teardown(() => fs.rmSync(link, { force: true }))
+  const first = await Wal.open(dir)
+  for (const name of [dir, link]) {
+    const e = await t.throwsAsync(Wal.open(name), { instanceOf: SturdyError, code: 'ERR_LOCKED' })
+    t.regex(e.message, /another open log in this process holds it/, name)
+  }
+  await first.close()
 })

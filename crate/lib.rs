@@ -6,6 +6,7 @@
 #![cfg_attr(test, allow(dead_code))]
 
 pub mod committer;
+pub mod dir_lock;
 pub mod error;
 pub mod frame;
 pub mod log;
@@ -25,5 +26,7 @@ mod sim_binding;
 
 #[cfg(test)]
 mod durability_tests;
+#[cfg(all(test, unix))]
+mod lock_tests;
 #[cfg(test)]
 mod recovery_tests;

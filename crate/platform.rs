@@ -38,9 +38,9 @@ pub fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Take the advisory lock on a log directory: exclusive for a writer (keeping a second process,
-/// or a second open in this process, off it), shared for read-only opens. Held for as long as
-/// the returned file lives; `Ok(None)` when someone else holds a conflicting lock.
+/// Take the advisory lock on a log directory: exclusive for a writer, shared for read-only
+/// opens. Held for as long as the returned file lives; `Ok(None)` when a conflicting lock is
+/// held (see `dir_lock`, which also keeps opens within this process apart).
 pub fn lock_dir(dir: &Path, shared: bool) -> io::Result<Option<File>> {
     let path = dir.join("LOCK");
     let file = if shared {

@@ -8,6 +8,7 @@ use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::dir_lock::{Busy, DirLock};
 use crate::error::{Code, Result, WalError};
 use crate::platform;
 use crate::segment::{file_name, parse_name};
@@ -59,7 +60,7 @@ fn write_zeros(from: u64, to: u64, mut write: impl FnMut(u64, &[u8]) -> Result<(
 pub struct FileStore {
     dir: PathBuf,
     files: RwLock<BTreeMap<u64, Arc<File>>>,
-    lock: Mutex<Option<File>>,
+    lock: Mutex<Option<DirLock>>,
     read_only: bool,
 }
 
@@ -81,13 +82,14 @@ impl FileStore {
         } else if !dir.is_dir() {
             return Err(WalError::invalid(format!("{} is not a directory", dir.display())));
         }
-        let lock = match platform::lock_dir(dir, read_only).map_err(|e| WalError::io("locking the log directory", e))? {
-            Some(lock) => lock,
-            None => {
-                return Err(WalError::new(
-                    Code::Locked,
-                    format!("{} is locked: another process (or another open Wal in this process) holds it", dir.display()),
-                ))
+        let lock = match DirLock::take(dir, read_only).map_err(|e| WalError::io("locking the log directory", e))? {
+            Ok(lock) => lock,
+            Err(busy) => {
+                let who = match busy {
+                    Busy::ThisProcess => "another open log in this process holds it",
+                    Busy::OtherProcess => "another process holds it",
+                };
+                return Err(WalError::new(Code::Locked, format!("{} is locked: {who}", dir.display())));
             }
         };
         let store = FileStore { dir: dir.to_path_buf(), files: RwLock::new(BTreeMap::new()), lock: Mutex::new(Some(lock)), read_only };
