@@ -53,3 +53,21 @@ test('a writer that throws, or a record over maxRecordBytes, rejects and adds no
   t.deepEqual(await contents(wal), [[lsns[0], 'before'], [lsns[1], 'after']])
   await wal.close()
 })
+
+test('a staging buffer that cannot be allocated leaves the records staged before it intact', async (t) => {
+  const { Group, BufferPool } = await import('../dist/group.js')
+  const pool = new BufferPool()
+  const group = new Group(pool, 0)
+  group.add(Buffer.from('first'), 5)
+  // The next buffer cannot be had (as when a record needs more than one Buffer may hold).
+  pool.take = () => {
+    throw new RangeError('no memory')
+  }
+  t.throws(() => group.add(Buffer.alloc(70_000), 70_000), { instanceOf: RangeError })
+  group.add(Buffer.from('second'), 6)
+  group.seal()
+  const staged = Buffer.concat(group.chunks)
+  t.is(staged.length, 8 + 5 + 8 + 6)
+  t.is(staged.subarray(8, 13).toString(), 'first')
+  t.is(staged.subarray(21).toString(), 'second')
+})

@@ -1,5 +1,6 @@
 // Bad input to RaftLog gets a typed error and leaves the stored log untouched (same entries,
 // same bytes on disk, the same after a reopen); closed and poisoned logs refuse writes.
+import { constants } from 'node:buffer'
 import fs from 'node:fs'
 import path from 'node:path'
 
@@ -109,6 +110,17 @@ test('append rejects oversized data with ERR_RECORD_TOO_LARGE and changes nothin
   await log.append([ent(4, 1, 'x'.repeat(100))])
   t.is(log.lastIndex(), 4)
   await log.close()
+})
+
+test('an append larger than one buffer may be rejects with ERR_INVALID_ARG and changes nothing', async (t) => {
+  // Entries sharing one buffer: past buffer.constants.MAX_LENGTH in all without allocating it.
+  const data = Buffer.alloc(60_000, 0x62)
+  const n = Math.floor(constants.MAX_LENGTH / data.length) + 2
+  const entries = Array.from({ length: n }, (_, k) => ({ index: 11 + k, term: 2, data }))
+  const again = await rejectsAndChangesNothing(t, (log) => log.append(entries))
+  await again.append([ent(11, 2)]) // not poisoned: the next append is accepted
+  t.is(again.lastIndex(), 11)
+  await again.close()
 })
 
 const badCalls = [

@@ -128,9 +128,12 @@ export class Group {
   /** The current buffer, with room for `need` more bytes (a fresh one if it has not). */
   #room(need: number): Buffer {
     if (this.#used + need > this.#cur.length) {
+      // Taken before sealing: if the allocation throws, the current buffer stays as it was
+      // (sealing first would leave staged records under the next ones written).
+      const next = this.#pool.take(Math.max(need, this.size))
       this.seal()
-      this.#cur = this.#pool.take(Math.max(need, this.size))
-      this.#backing.push(this.#cur)
+      this.#cur = next
+      this.#backing.push(next)
     }
     return this.#cur
   }

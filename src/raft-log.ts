@@ -2,6 +2,7 @@ import { mkdir } from 'node:fs/promises'
 import path from 'node:path'
 
 import { invalidArg, SturdyError } from './errors.js'
+import { FRAME_HEADER } from './group.js'
 import { syncDir } from './native.js'
 import { HardStateStore, type HardState } from './raft-hard-state.js'
 import { EntryIndex } from './raft-index.js'
@@ -16,7 +17,7 @@ import {
 } from './raft-record.js'
 import { Replay } from './raft-replay.js'
 import type { SimulatedDisk } from './simulated-disk.js'
-import { Wal, type RecordData } from './wal.js'
+import { MAX_WRITTEN, Wal, type RecordData } from './wal.js'
 
 /**
  * A Raft log entry's identity: its index and the term it was created in.
@@ -446,6 +447,7 @@ export class RaftLog {
     const data = new Array<Uint8Array | string>(n)
     const lengths = new Float64Array(n)
     let first = 0
+    let total = 0
     for (let k = 0; k < n; k++) {
       const e = entries[k]
       if (e === null || typeof e !== 'object') throw invalidArg(`entry ${k} must be an object { index, term, data }`)
@@ -468,7 +470,10 @@ export class RaftLog {
       terms[k] = term
       data[k] = d
       lengths[k] = ENTRY_HEADER + len
+      total += FRAME_HEADER + ENTRY_HEADER + len
     }
+    // Checked here, before the index changes: the Wal stages one append in one buffer.
+    if (total > MAX_WRITTEN) throw invalidArg(`an append may take at most ${MAX_WRITTEN} bytes, framed; this one takes ${total}: split it`)
     this.#checkPosition(first, terms[0])
     return new EntryBatch(first, terms, data, lengths)
   }

@@ -1,3 +1,5 @@
+import { constants } from 'node:buffer'
+
 import { fromNative, invalidArg, SturdyError } from './errors.js'
 import { NativeWal } from './native.js'
 import { nativeDiskOf, type SimulatedDisk } from './simulated-disk.js'
@@ -40,8 +42,8 @@ export interface WalOptions {
   /**
    * Keep zero-filled space ahead of the writer, filled on a background thread (default true).
    * Overwriting zero-filled space lets each durability barrier skip journaling a new file size:
-   * on Linux/ext4 that halves the cost of a small durable append. While the log writes large
-   * groups (above 128 KiB on average) filling pauses: there the zeros would cost the disk more
+   * on Linux/ext4 that halves the cost of a small durable append. While what the log writes per
+   * barrier averages above 128 KiB, filling pauses: there the zeros would cost the disk more
    * bandwidth than the journaling they save.
    */
   preallocate?: boolean
@@ -49,7 +51,8 @@ export interface WalOptions {
    * Cap on bytes handed to the disk and not yet durable (default 64 MiB). When producers outrun
    * the disk, the next group keeps gathering instead of queueing behind it, so memory stays
    * bounded for producers that await their appends (appends you do not await still hold their
-   * copied bytes until they are written).
+   * copied bytes until they are written). One `appendBatch` call may go past it: its records are
+   * copied before it returns either way, so it hands them all to the disk as it stages them.
    */
   maxPendingBytes?: number
   /**
@@ -153,6 +156,8 @@ const LARGE_GROUP = 128 << 10
  * slices reuse memory instead of faulting in fresh pages.
  */
 const BATCH_SLICE = 8 << 20
+/** The most one `appendWritten` may stage: its records go into one buffer. */
+export const MAX_WRITTEN = constants.MAX_LENGTH
 
 /**
  * A durable, append-only write-ahead log.
@@ -324,13 +329,15 @@ export class Wal {
    * @internal
    */
   appendWritten(writer: RecordWriter): Promise<number[]> {
-    // A copy: the frames are laid out by these lengths whatever `writer` does meanwhile.
-    const lengths = Float64Array.from(writer.lengths)
-    const offsets = new Float64Array(lengths.length)
+    let offsets: Float64Array
     let group: Group
     try {
+      // A copy: the frames are laid out by these lengths whatever `writer` does meanwhile.
+      const lengths = Float64Array.from(writer.lengths)
+      offsets = new Float64Array(lengths.length)
       let total = 0
       for (let k = 0; k < lengths.length; k++) total += this.#checkLength(lengths[k]) + FRAME_HEADER
+      if (total > MAX_WRITTEN) throw invalidArg(`records written in one call may take at most ${MAX_WRITTEN} bytes, framed; got ${total}`)
       group = this.#gather(total)
       group.addWritten(writer, lengths, total, offsets)
     } catch (e) {
