@@ -271,12 +271,18 @@ both('pruning keeps `keep` checkpoints that verify: a damaged one neither counts
   t.is((await cps.latest()).data.toString(), 'a', 'the fallback is still there')
 })
 
-test('checkpoint() drops log segments only below the oldest checkpoint that verifies', async (t) => {
+/** A checkpoint directory keeping `keep`, and a log of small segments holding 40 records. */
+async function logWith40Records(t, keep) {
   const dir = await FsDirectory.open(path.join(tmpDir(t), 'cps'))
   const wal = await Wal.open(path.join(tmpDir(t), 'wal'), SMALL)
-  const cps = new Checkpoints(dir, { keep: 2 })
+  const cps = new Checkpoints(dir, { keep })
   const lsns = []
   for (let i = 0; i < 40; i++) lsns.push(await wal.append(`record ${i}`.padEnd(300, '.')))
+  return { dir, wal, cps, lsns }
+}
+
+test('checkpoint() drops log segments only below the oldest checkpoint that verifies', async (t) => {
+  const { dir, wal, cps, lsns } = await logWith40Records(t, 2)
   await checkpoint({ wal, checkpoints: cps, lsn: lsns[9], data: '10 records' })
   await checkpoint({ wal, checkpoints: cps, lsn: lsns[19], data: '20 records' })
   await damage(dir, name(lsns[19]), (b) => Buffer.alloc(b.length))
@@ -292,11 +298,7 @@ test('checkpoint() drops log segments only below the oldest checkpoint that veri
 })
 
 test('recover() refuses, rather than silently missing records, when the only checkpoints the trimmed log relies on are damaged', async (t) => {
-  const dir = await FsDirectory.open(path.join(tmpDir(t), 'cps'))
-  const wal = await Wal.open(path.join(tmpDir(t), 'wal'), SMALL)
-  const cps = new Checkpoints(dir, { keep: 1 })
-  const lsns = []
-  for (let i = 0; i < 40; i++) lsns.push(await wal.append(`record ${i}`.padEnd(300, '.')))
+  const { dir, wal, cps, lsns } = await logWith40Records(t, 1)
   const opts = { wal, checkpoints: cps, init: (s) => (s ? s.toString() : ''), apply: () => {} }
   t.is((await recover(opts)).replayed, 40, 'nothing trimmed, no checkpoint: the whole log')
   await checkpoint({ wal, checkpoints: cps, lsn: lsns[29], data: '30 records' })

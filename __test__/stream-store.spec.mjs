@@ -825,3 +825,15 @@ test('forks: a source keeps counting its live forks when a soft-deleted fork and
     await again.close()
   }
 })
+
+test('a read spanning many chunks (past the few read on the event loop) returns them all, in order', async (t) => {
+  const dir = tmpDir(t)
+  const store = await StreamStore.open(dir)
+  await store.create('many', { contentType: 'text/plain' })
+  const parts = Array.from({ length: 40 }, (_, i) => Buffer.from(`part ${i};`))
+  for (const p of parts) await store.append('many', p, { contentType: 'text/plain' })
+  const r = await store.read('many', { kind: 'start' })
+  t.is(r.data.toString(), Buffer.concat(parts).toString())
+  t.true(r.upToDate)
+  await store.close()
+})

@@ -374,3 +374,16 @@ test('a record given as parts is laid end to end; a part that is not bytes is re
   await t.throwsAsync(wal.append([Buffer.from('a'), 'b']), { code: 'ERR_INVALID_ARG' })
   await wal.close()
 })
+
+test('readMany returns the records at the LSNs given, in that order; a bad or missing LSN rejects', async (t) => {
+  const wal = await Wal.open(tmpDir(t))
+  const lsns = await wal.appendBatch(['zero', 'one', 'two', 'three'])
+  const got = await wal.readMany([lsns[2], lsns[0], lsns[3], lsns[2]])
+  t.deepEqual(got.map(String), ['two', 'zero', 'three', 'two'])
+  t.deepEqual(await wal.readMany([]), [])
+  await t.throwsAsync(wal.readMany([lsns[0], lsns[0] + 1]), { code: 'ERR_NOT_FOUND' })
+  await t.throwsAsync(wal.readMany([lsns[0], -1]), { code: 'ERR_INVALID_ARG' })
+  await t.throwsAsync(wal.readMany('x'), { code: 'ERR_INVALID_ARG' })
+  await wal.close()
+  await t.throwsAsync(wal.readMany([lsns[0]]), { code: 'ERR_CLOSED' })
+})

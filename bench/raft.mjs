@@ -16,6 +16,7 @@ import path from 'node:path'
 
 import Database from 'better-sqlite3'
 
+import { closedLoop } from './closed-loop.mjs'
 import { perTurn } from './per-turn.mjs'
 
 import { RaftLog } from '../dist/index.mjs'
@@ -75,19 +76,7 @@ async function measure(open, depth) {
     return entries
   }
   try {
-    let acked = 0
-    const start = performance.now()
-    // A clock check, not a timer: the synchronous peer never lets a timer fire.
-    const end = start + SECONDS * 1000
-    await Promise.all(
-      Array.from({ length: depth }, async () => {
-        while (performance.now() < end) {
-          await store.append(batch())
-          acked += BATCH
-        }
-      }),
-    )
-    return acked / ((performance.now() - start) / 1000)
+    return BATCH * (await closedLoop(depth, SECONDS, () => store.append(batch())))
   } finally {
     await store.close()
     fs.rmSync(dir, { recursive: true, force: true }) // the disk may be small: keep one store at a time

@@ -8,6 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
+import { closedLoop } from './closed-loop.mjs'
 import { scratchDir } from './scratch.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -47,19 +48,7 @@ const frame = (size) => size + 8 // sturdy's frame header; the raw program write
 
 async function timed(store, writers, size) {
   const rec = record(size)
-  let n = 0
-  const start = performance.now()
-  // A clock check, not a timer: a synchronous peer never lets a timer fire.
-  const end = start + SECONDS * 1000
-  await Promise.all(
-    Array.from({ length: writers }, async () => {
-      while (performance.now() < end) {
-        await store.append(rec)
-        n++
-      }
-    }),
-  )
-  return n / ((performance.now() - start) / 1000)
+  return closedLoop(writers, SECONDS, () => store.append(rec))
 }
 
 const results = {}

@@ -13,11 +13,19 @@ use napi_derive::napi;
 
 use crate::committer::{Command, Done, Group, GroupBytes};
 use crate::error::{Code, Result as WResult, WalError};
-use crate::log::{Chunk, Log, Options, SEGMENT_OVERHEAD};
+use crate::log::{Chunk, Log, Options};
 use crate::sim_binding::NativeSimDisk;
 use crate::simdisk::SimDisk;
 use crate::wal::Wal;
 use crate::recovery::RecoveryMode;
+
+/// The LSN of a log's first record: after the first segment's header and its commit marker.
+#[napi]
+pub const FIRST_RECORD_LSN: u32 = (crate::segment::SEGMENT_HEADER + crate::frame::MARKER_LEN) as u32;
+
+/// Bytes a segment spends besides one record's payload: header, commit marker, frame header.
+#[napi]
+pub const SEGMENT_OVERHEAD: u32 = crate::log::SEGMENT_OVERHEAD as u32;
 
 fn to_napi(e: WalError) -> napi::Error {
     napi::Error::new(Status::GenericFailure, e.to_json())
@@ -57,7 +65,7 @@ impl NativeOptions {
         match self.max_record_bytes {
             Some(v) => o.max_record_bytes = u32::try_from(lsn_arg("maxRecordBytes", v)?).map_err(|_| WalError::invalid("maxRecordBytes is too large"))?,
             // By default, as large as the segments allow, up to the default.
-            None => o.max_record_bytes = o.max_record_bytes.min(o.segment_bytes.saturating_sub(SEGMENT_OVERHEAD) as u32),
+            None => o.max_record_bytes = o.max_record_bytes.min(o.segment_bytes.saturating_sub(crate::log::SEGMENT_OVERHEAD) as u32),
         }
         o.recovery = match self.recovery.as_deref() {
             None | Some("strict") => RecoveryMode::Strict,
@@ -159,6 +167,25 @@ impl Task for ReadTask {
 
     fn resolve(&mut self, _env: Env, out: Vec<u8>) -> napi::Result<Buffer> {
         Ok(out.into())
+    }
+}
+
+/// Several records in one trip to the libuv pool.
+pub struct ReadManyTask {
+    log: Arc<Log>,
+    lsns: Vec<f64>,
+}
+
+impl Task for ReadManyTask {
+    type Output = Vec<Vec<u8>>;
+    type JsValue = Vec<Buffer>;
+
+    fn compute(&mut self) -> napi::Result<Vec<Vec<u8>>> {
+        guard(|| self.lsns.iter().map(|&lsn| self.log.read(lsn_arg("lsn", lsn)?)).collect())
+    }
+
+    fn resolve(&mut self, _env: Env, out: Vec<Vec<u8>>) -> napi::Result<Vec<Buffer>> {
+        Ok(out.into_iter().map(Buffer::from).collect())
     }
 }
 
@@ -277,6 +304,11 @@ impl NativeWal {
     #[napi(ts_return_type = "Promise<Buffer>")]
     pub fn read(&self, lsn: f64) -> AsyncTask<ReadTask> {
         AsyncTask::new(ReadTask { log: self.inner.log.clone(), lsn })
+    }
+
+    #[napi(ts_return_type = "Promise<Buffer[]>")]
+    pub fn read_many(&self, lsns: Vec<f64>) -> AsyncTask<ReadManyTask> {
+        AsyncTask::new(ReadManyTask { log: self.inner.log.clone(), lsns })
     }
 
     #[napi]

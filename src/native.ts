@@ -37,3 +37,8 @@ export const NativeSimDisk = native.NativeSimDisk
 export const { syncFile, syncFileSync, syncDir, syncDirSync, renameDurable } = native
 /** Hardware-accelerated CRC32C, the same checksum the log frames use. */
 export const { crc32c } = native
+/**
+ * The log's layout, from the Rust side that owns it: where a log's first record lies, and the
+ * bytes a segment spends besides one record's payload.
+ */
+export const { FIRST_RECORD_LSN, SEGMENT_OVERHEAD } = native

@@ -3,7 +3,7 @@ import path from 'node:path'
 
 import { invalidArg, SturdyError } from './errors.js'
 import { FRAME_HEADER } from './group.js'
-import { syncDir } from './native.js'
+import { SEGMENT_OVERHEAD, syncDir } from './native.js'
 import { HardStateStore, type HardState } from './raft-hard-state.js'
 import { EntryIndex } from './raft-index.js'
 import {
@@ -87,8 +87,6 @@ export interface RaftLogOptions {
 
 const DEFAULT_SEGMENT_BYTES = 64 << 20
 const DEFAULT_MAX_RECORD_BYTES = 16 << 20
-/** What a segment spends besides one record's payload (see the Wal's `maxRecordBytes`). */
-const SEGMENT_OVERHEAD = 96
 /** Ranges up to this many entries are read record by record rather than as a scan. */
 const POINT_READS = 4
 

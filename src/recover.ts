@@ -1,5 +1,6 @@
 import { findLatest, type Checkpoints, type DamagedCheckpoint } from './checkpoints.js'
 import { invalidArg, SturdyError } from './errors.js'
+import { FIRST_RECORD_LSN } from './native.js'
 import type { Wal, WalEntry } from './wal.js'
 
 /**
@@ -50,9 +51,6 @@ export interface Recovered<S> {
   /** Newer checkpoints that failed verification and were passed over. */
   damagedCheckpoints: DamagedCheckpoint[]
 }
-
-/** Where the first record of a log lies: after the first segment's header and commit marker. */
-const FIRST_RECORD_LSN = 64 + 24
 
 function isThenable(x: unknown): x is PromiseLike<unknown> {
   return x !== null && (typeof x === 'object' || typeof x === 'function') && typeof (x as PromiseLike<unknown>).then === 'function'

@@ -3,6 +3,7 @@
 
 import { StreamError } from './stream-error.js'
 import { isMessageBoundary } from './stream-json.js'
+import { dataStart } from './stream-record.js'
 import type { Stream } from './stream-state.js'
 
 /** The stored data of chunk `i` of a stream. */
@@ -51,6 +52,12 @@ export function planRange(s: Stream, from: number, limit: number, maxBytes: numb
     pos = stop
   }
   return pos
+}
+
+/** The bytes of piece `p` in `record`, the WAL record it points into. */
+export function pieceOf(record: Buffer, p: Piece): Buffer {
+  const at = dataStart(record)
+  return record.subarray(at + p.from, at + p.to)
 }
 
 /** {@link planRange}, then the pieces read at once (small, synchronous reads: fork points, checks). */

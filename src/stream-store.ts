@@ -13,7 +13,7 @@ import { StreamError } from './stream-error.js'
 import type { StreamEvents } from './stream-events.js'
 import { formatOffset, parsePosition, type OffsetRequest } from './stream-offset.js'
 import { jsonMessages, messagesLength } from './stream-json.js'
-import { collectRange, planRange, retainedStart, type Piece } from './stream-read.js'
+import { collectRange, pieceOf, planRange, retainedStart, type Piece } from './stream-read.js'
 import { mediaTypeOf, Stream } from './stream-state.js'
 import { openLayout, shardDir, shardOf } from './stream-layout.js'
 import { replayShards } from './stream-replay.js'
@@ -486,11 +486,10 @@ export class StreamStore implements StreamEvents {
     const end = offset.kind === 'now' ? s.tail : planRange(s, from, s.tail, maxBytes, pieces, (stream, i) => this.#chunkData(stream, i))
     const tail = s.tail
     const closed = end === tail && s.closed
-    const fetch = (p: Piece, record: Buffer) => record.subarray(dataStart(record) + p.from, dataStart(record) + p.to)
     const parts =
       pieces.length <= SYNC_READ_PIECES || !mayWait
-        ? pieces.map((p) => fetch(p, this.#wals[p.shard]!.readSync(p.lsn)))
-        : await Promise.all(pieces.map(async (p) => fetch(p, await this.#wals[p.shard]!.read(p.lsn))))
+        ? pieces.map((p) => this.#readPiece(p))
+        : await this.#readPieces(pieces)
     const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
     return {
       uid: s.uid,
@@ -697,10 +696,30 @@ export class StreamStore implements StreamEvents {
   }
 
   #collectRange(s: Stream, from: number, limit: number, maxBytes: number, out: Buffer[]): number {
-    return collectRange(s, from, limit, maxBytes, out, (stream, i) => this.#chunkData(stream, i), (p) => {
-      const record = this.#wals[p.shard]!.readSync(p.lsn)
-      return record.subarray(dataStart(record) + p.from, dataStart(record) + p.to)
+    return collectRange(s, from, limit, maxBytes, out, (stream, i) => this.#chunkData(stream, i), (p) => this.#readPiece(p))
+  }
+
+  /** The bytes of `pieces`, in order: one read off the event loop per shard they lie in. */
+  async #readPieces(pieces: Piece[]): Promise<Buffer[]> {
+    const out = new Array<Buffer>(pieces.length)
+    const byShard = new Map<number, number[]>() // shard -> indexes into `pieces`
+    pieces.forEach((p, k) => {
+      const ks = byShard.get(p.shard)
+      if (ks) ks.push(k)
+      else byShard.set(p.shard, [k])
     })
+    await Promise.all(
+      [...byShard].map(async ([shard, ks]) => {
+        const records = await this.#wals[shard]!.readMany(ks.map((k) => pieces[k]!.lsn))
+        ks.forEach((k, j) => (out[k] = pieceOf(records[j]!, pieces[k]!)))
+      }),
+    )
+    return out
+  }
+
+  /** The bytes of `p`, read at once (from the page cache, usually). */
+  #readPiece(p: Piece): Buffer {
+    return pieceOf(this.#wals[p.shard]!.readSync(p.lsn), p)
   }
 
   /** The stored data of chunk `i` of `s`. */

@@ -398,6 +398,21 @@ export class Wal {
     }
   }
 
+  /**
+   * The payloads of the records at `lsns`, in order: one trip off the event loop for all of them
+   * (rather than one per record). `ERR_NOT_FOUND` if no record starts at one of them.
+   */
+  async readMany(lsns: readonly number[]): Promise<Buffer[]> {
+    this.#checkOpen()
+    if (!Array.isArray(lsns)) throw invalidArg('readMany takes an array of LSNs')
+    for (const lsn of lsns) checkLsn('lsn', lsn)
+    try {
+      return await this.#native.readMany(lsns as number[])
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
   /** Synchronous {@link Wal.read}. */
   readSync(lsn: number): Buffer {
     this.#checkOpen()
