@@ -15,8 +15,8 @@ import { tmpDir as tempDir } from './helpers.mjs'
 const KILLS = Number(process.env.STURDY_KILLS ?? 100)
 const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'appender.mjs')
 
-async function runAndKill(dir, firstSeq, delayMs) {
-  const proc = spawn(process.execPath, [child, dir, String(firstSeq)], { stdio: ['ignore', 'pipe', 'inherit'] })
+async function runAndKill(dir, firstSeq, delayMs, mode) {
+  const proc = spawn(process.execPath, [child, dir, String(firstSeq), mode], { stdio: ['ignore', 'pipe', 'inherit'] })
   const acked = []
   let buffered = ''
   let ready
@@ -41,13 +41,14 @@ async function runAndKill(dir, firstSeq, delayMs) {
   return { acked, signal, code }
 }
 
-test(`acknowledged appends survive ${KILLS} SIGKILLs`, async (t) => {
+// Writes through the page cache (the default) and past it (`directWrites`).
+for (const mode of ['buffered', 'direct']) test(`acknowledged appends survive ${KILLS} SIGKILLs (${mode} writes)`, async (t) => {
   const dir = tempDir(t)
   const recorded = new Map() // lsn -> seq, every acknowledgement ever reported
   let nextSeq = 0
   let killedWhileAppending = 0
   for (let kill = 0; kill < KILLS; kill++) {
-    const { acked, signal } = await runAndKill(dir, nextSeq, 5 + Math.floor(Math.random() * 60))
+    const { acked, signal } = await runAndKill(dir, nextSeq, 5 + Math.floor(Math.random() * 60), mode)
     t.is(signal, 'SIGKILL')
     for (const { lsn, seq } of acked) recorded.set(lsn, seq)
     if (acked.length) killedWhileAppending++

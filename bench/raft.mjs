@@ -31,11 +31,14 @@ process.on('exit', () => fs.rmSync(scratch, { recursive: true, force: true }))
 let dirs = 0
 const freshDir = () => path.join(scratch, String(dirs++))
 
-/** sturdy's RaftLog. */
-async function openSturdy(dir) {
-  const log = await RaftLog.open(dir)
-  return { name: 'sturdy RaftLog', append: (entries) => log.append(entries), close: () => log.close() }
+/** sturdy's RaftLog, with its defaults or with other options. */
+const sturdy = (name, options) => async (dir) => {
+  const log = await RaftLog.open(dir, options)
+  return { name, append: (entries) => log.append(entries), close: () => log.close() }
 }
+const openSturdy = sturdy('sturdy RaftLog', {})
+/** Writes past the page cache: the setting for a log written far more than it is read. */
+const openSturdyDirect = sturdy('sturdy RaftLog (directWrites)', { directWrites: true })
 
 /**
  * A Raft log on SQLite as one would write it: entries in a table keyed by index; an append
@@ -63,7 +66,7 @@ async function openSqlite(dir) {
   }
 }
 
-/** Entries/s of durable appends for SECONDS, with `depth` batches in flight. */
+/** The store's name and entries/s of durable appends for SECONDS, with `depth` batches in flight. */
 async function measure(open, depth) {
   const dir = freshDir()
   const store = await open(dir)
@@ -76,7 +79,7 @@ async function measure(open, depth) {
     return entries
   }
   try {
-    return BATCH * (await closedLoop(depth, SECONDS, () => store.append(batch())))
+    return { name: store.name, rate: BATCH * (await closedLoop(depth, SECONDS, () => store.append(batch()))) }
   } finally {
     await store.close()
     fs.rmSync(dir, { recursive: true, force: true }) // the disk may be small: keep one store at a time
@@ -88,20 +91,31 @@ const fmt = (v) => Math.round(v).toLocaleString('en-US')
 
 console.log(`\nRaft log: durable appends of ${ENTRY_BYTES} B entries in batches of ${BATCH}`)
 console.log(`${os.cpus().length} cores, ${os.cpus()[0]?.model ?? ''}, Node ${process.version}, ${SECONDS}s × ${ROUNDS} rounds (medians)\n`)
-const peak = { sturdy: [0, 0], sqlite: [0, 0] }
+// The peer last: every ratio is against it.
+const stores = [openSturdy, openSturdyDirect, openSqlite]
+const names = []
+const peaks = stores.map(() => [0, 0])
 for (const depth of [1, 8, 32, 128]) {
-  const runs = { sturdy: [], sqlite: [] }
+  const runs = stores.map(() => [])
   for (let r = 0; r < ROUNDS; r++) {
-    runs.sturdy.push(await measure(openSturdy, depth))
-    runs.sqlite.push(await measure(openSqlite, depth))
+    for (const [i, open] of stores.entries()) {
+      const { name, rate } = await measure(open, depth)
+      names[i] = name
+      runs[i].push(rate)
+    }
   }
-  const us = median(runs.sturdy)
-  const them = median(runs.sqlite)
-  if (us > peak.sturdy[0]) peak.sturdy = [us, depth]
-  if (them > peak.sqlite[0]) peak.sqlite = [them, depth]
+  const medians = runs.map(median)
+  const peer = medians.at(-1)
   console.log(`${depth === 1 ? 'one batch in flight' : `${depth} batches in flight`}`)
-  console.log(`  sturdy RaftLog                          ${fmt(us).padStart(10)} entries/s   (runs: ${runs.sturdy.map(fmt).join(', ')})`)
-  console.log(`  better-sqlite3 (WAL, synchronous=FULL)  ${fmt(them).padStart(10)} entries/s   (runs: ${runs.sqlite.map(fmt).join(', ')})`)
-  console.log(`  ratio                                   ${(us / them).toFixed(2)}×\n`)
+  for (const [i, m] of medians.entries()) {
+    if (m > peaks[i][0]) peaks[i] = [m, depth]
+    const ratio = i < stores.length - 1 ? `   ${(m / peer).toFixed(2)}×` : ''
+    console.log(`  ${names[i].padEnd(40)}${fmt(m).padStart(10)} entries/s${ratio}   (runs: ${runs[i].map(fmt).join(', ')})`)
+  }
+  console.log('')
 }
-console.log(`peak: sturdy ${fmt(peak.sturdy[0])} entries/s (${peak.sturdy[1]} in flight), better-sqlite3 ${fmt(peak.sqlite[0])} (${peak.sqlite[1]} in flight): ${(peak.sturdy[0] / peak.sqlite[0]).toFixed(2)}×`)
+const [peerPeak, peerDepth] = peaks.at(-1)
+console.log(`peak against peak (${names.at(-1)}: ${fmt(peerPeak)} entries/s at ${peerDepth} in flight)`)
+for (const [i, [p, depth]] of peaks.slice(0, -1).entries()) {
+  console.log(`  ${names[i].padEnd(40)}${fmt(p).padStart(10)} entries/s at ${depth} in flight: ${(p / peerPeak).toFixed(2)}×`)
+}

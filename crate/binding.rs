@@ -53,6 +53,7 @@ pub struct NativeOptions {
     /// `"strict"` (default) or `"truncate"`.
     pub recovery: Option<String>,
     pub preallocate: Option<bool>,
+    pub direct_writes: Option<bool>,
     pub read_only: Option<bool>,
 }
 
@@ -73,6 +74,7 @@ impl NativeOptions {
             Some(other) => return Err(WalError::invalid(format!("recovery must be 'strict' or 'truncate', got '{other}'"))),
         };
         o.preallocate = self.preallocate.unwrap_or(o.preallocate);
+        o.direct_writes = self.direct_writes.unwrap_or(o.direct_writes);
         o.read_only = self.read_only.unwrap_or(false);
         o.validate()?;
         Ok(o)

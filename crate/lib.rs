@@ -7,6 +7,7 @@
 
 pub mod committer;
 pub mod dir_lock;
+pub mod direct_io;
 pub mod error;
 pub mod frame;
 pub mod log;
@@ -24,6 +25,8 @@ mod crc_binding;
 mod fs_binding;
 mod sim_binding;
 
+#[cfg(all(test, target_os = "linux"))]
+mod direct_io_tests;
 #[cfg(test)]
 mod durability_tests;
 #[cfg(all(test, unix))]

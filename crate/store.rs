@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::dir_lock::{Busy, DirLock};
+use crate::direct_io::{self, DirectWrites};
 use crate::error::{Code, Result, WalError};
 use crate::platform;
 use crate::segment::{file_name, parse_name};
@@ -62,12 +63,16 @@ pub struct FileStore {
     files: RwLock<BTreeMap<u64, Arc<File>>>,
     lock: Mutex<Option<DirLock>>,
     read_only: bool,
+    /// Writes past segment headers bypass the page cache where the platform allows it; `None`
+    /// elsewhere, read-only, or once the file system has refused a direct write.
+    direct: RwLock<Option<Arc<DirectWrites>>>,
 }
 
 impl FileStore {
     /// Open (creating if needed) the log directory and take its lock; read-only opens take a
-    /// shared lock and change nothing.
-    pub fn open(dir: &Path, read_only: bool) -> Result<FileStore> {
+    /// shared lock and change nothing. With `direct`, writes bypass the page cache where the
+    /// platform and file system allow it.
+    pub fn open(dir: &Path, read_only: bool, direct: bool) -> Result<FileStore> {
         if read_only && !dir.is_dir() {
             return Err(WalError::new(Code::NotFound, format!("{}: no log directory there", dir.display())));
         }
@@ -92,7 +97,14 @@ impl FileStore {
                 return Err(WalError::new(Code::Locked, format!("{} is locked: {who}", dir.display())));
             }
         };
-        let store = FileStore { dir: dir.to_path_buf(), files: RwLock::new(BTreeMap::new()), lock: Mutex::new(Some(lock)), read_only };
+        let direct = if read_only || !direct { None } else { DirectWrites::new().map(Arc::new) };
+        let store = FileStore {
+            dir: dir.to_path_buf(),
+            files: RwLock::new(BTreeMap::new()),
+            lock: Mutex::new(Some(lock)),
+            read_only,
+            direct: RwLock::new(direct),
+        };
         if !read_only {
             store.remove_leftovers()?;
         }
@@ -135,6 +147,36 @@ impl FileStore {
         let file = Arc::new(file);
         self.files.write().unwrap_or_else(|p| p.into_inner()).insert(base, file.clone());
         Ok(file)
+    }
+
+    /// Whether writes still go past the page cache (asked for, and not refused so far).
+    pub fn writes_directly(&self) -> bool {
+        self.direct().is_some()
+    }
+
+    fn direct(&self) -> Option<Arc<DirectWrites>> {
+        self.direct.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Run `write` directly when possible; if the file system refuses direct I/O, stop trying it
+    /// and run `fallback` through the page cache.
+    fn write_direct(
+        &self,
+        base: u64,
+        write: impl FnOnce(&DirectWrites, &Path) -> std::io::Result<()>,
+        fallback: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        let Some(direct) = self.direct() else {
+            return fallback();
+        };
+        match write(&direct, &self.dir.join(file_name(base))) {
+            Ok(()) => Ok(()),
+            Err(e) if direct_io::unsupported(&e) => {
+                self.direct.write().unwrap_or_else(|p| p.into_inner()).take();
+                fallback()
+            }
+            Err(e) => Err(seg_err("writing", base, e)),
+        }
     }
 }
 
@@ -179,6 +221,9 @@ impl Store for FileStore {
 
     fn remove(&self, base: u64) -> Result<()> {
         self.files.write().unwrap_or_else(|p| p.into_inner()).remove(&base);
+        if let Some(d) = self.direct() {
+            d.forget(base);
+        }
         match fs::remove_file(self.dir.join(file_name(base))) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -188,7 +233,21 @@ impl Store for FileStore {
     }
 
     fn write_at(&self, base: u64, pos: u64, bufs: &[&[u8]]) -> Result<()> {
-        platform::pwritev_all(&*self.file(base)?, pos, bufs).map_err(|e| seg_err("writing", base, e))
+        let file = self.file(base)?;
+        self.write_direct(
+            base,
+            |d, path| d.write_at(base, path, &file, pos, bufs),
+            || platform::pwritev_all(&file, pos, bufs).map_err(|e| seg_err("writing", base, e)),
+        )
+    }
+
+    fn zero_fill(&self, base: u64, from: u64, to: u64) -> Result<()> {
+        let file = self.file(base)?;
+        self.write_direct(
+            base,
+            |d, path| d.zero_fill(base, path, from, to),
+            || write_zeros(from, to, |at, zeros| platform::pwritev_all(&file, at, &[zeros]).map_err(|e| seg_err("writing", base, e))),
+        )
     }
 
     fn read_at(&self, base: u64, pos: u64, buf: &mut [u8]) -> Result<usize> {
@@ -200,6 +259,9 @@ impl Store for FileStore {
     }
 
     fn truncate(&self, base: u64, len: u64) -> Result<()> {
+        if let Some(d) = self.direct() {
+            d.forget(base);
+        }
         self.file(base)?.set_len(len).map_err(|e| seg_err("truncating", base, e))
     }
 
@@ -209,6 +271,7 @@ impl Store for FileStore {
 
     fn close(&self) {
         self.files.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.direct.write().unwrap_or_else(|p| p.into_inner()).take();
         self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 }

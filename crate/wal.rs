@@ -31,7 +31,7 @@ impl Wal {
 
     pub fn open_dir(dir: &Path, opts: Options) -> Result<Wal> {
         opts.validate()?;
-        Wal::open(Arc::new(FileStore::open(dir, opts.read_only)?), opts)
+        Wal::open(Arc::new(FileStore::open(dir, opts.read_only, opts.direct_writes && opts.preallocate)?), opts)
     }
 
     /// Queue a command for the committer.
