@@ -14,8 +14,9 @@
 //! same leading bytes. A torn rewrite leaves each sector old or new, and both hold the same
 //! earlier bytes.
 //!
-//! Every write to a segment past its header goes through here (zero-fills too), so the page cache
-//! never holds a dirty page that a direct write would race with; readers still read through it.
+//! Once a segment exists, every write to it goes through here (zero-fills too); what its creation
+//! wrote through the page cache was synced first. So no dirty cached page ever races a direct
+//! write, whose own pages the kernel drops from the cache; readers still read through it.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::BTreeMap;

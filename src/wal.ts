@@ -55,7 +55,8 @@ export interface WalOptions {
    * flight went from about 1.7M to 2.65M entries/s. The price is on reads: what the log wrote is
    * not in memory, so reading it back (iteration, a reopen's recovery scan) runs at the disk's
    * speed — about 0.5-1 GB/s there, against 2-6 GB/s from the page cache. Choose it for logs that
-   * are written far more than read. It needs `preallocate` (the default): each write pads its last
+   * are written far more than read. Each open log then keeps a staging buffer of up to 4 MiB.
+   * It needs `preallocate` (the default): each write pads its last
    * 4 KiB block with zeros, which only preallocated space tells apart from a torn write; with
    * `preallocate: false` writes go through the page cache.
    */
