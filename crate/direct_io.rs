@@ -19,11 +19,9 @@
 //! write, whose own pages the kernel drops from the cache; readers still read through it.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
-use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use crate::platform;
 
@@ -81,70 +79,51 @@ struct Tail {
     bytes: Vec<u8>,
 }
 
+#[derive(Default)]
 struct Inner {
-    files: BTreeMap<u64, Arc<File>>,
     stage: Option<Aligned>,
     tail: Option<Tail>,
 }
 
-/// Direct writes to the segments of one log directory.
+/// Direct writes to the segments of one log: the staging buffer and the bytes kept from the
+/// last write. The descriptors (opened with `platform::open_direct`) are the caller's.
+#[derive(Default)]
 pub struct DirectWrites {
     inner: Mutex<Inner>,
 }
 
 /// Whether `e` says this file or device does not take direct I/O (as opposed to an I/O error).
 pub fn unsupported(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc_einval())
-}
-
-#[cfg(unix)]
-fn libc_einval() -> i32 {
-    libc::EINVAL
-}
-
-#[cfg(not(unix))]
-fn libc_einval() -> i32 {
-    87 // ERROR_INVALID_PARAMETER
+    e.kind() == io::ErrorKind::InvalidInput
 }
 
 impl DirectWrites {
-    /// Direct writes where the platform has them (Linux); `None` elsewhere.
-    pub fn new() -> Option<DirectWrites> {
-        if cfg!(target_os = "linux") {
-            Some(DirectWrites { inner: Mutex::new(Inner { files: BTreeMap::new(), stage: None, tail: None }) })
-        } else {
-            None
-        }
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Forget segment `base` (removed or truncated): its descriptor and any bytes kept from it.
+    /// Forget the bytes kept from segment `base` (removed or cut).
     pub fn forget(&self, base: u64) {
         let mut inner = self.lock();
-        inner.files.remove(&base);
         if inner.tail.as_ref().is_some_and(|t| t.base == base) {
             inner.tail = None;
         }
     }
 
-    /// Write `bufs` back to back at `pos` of segment `base` (file `path`); `buffered` reads the
-    /// block's leading bytes when they were not kept. `Err` with [`unsupported`] means nothing
-    /// was written and the caller should write through the page cache instead.
-    pub fn write_at(&self, base: u64, path: &Path, buffered: &File, pos: u64, bufs: &[&[u8]]) -> io::Result<()> {
+    /// Write `bufs` back to back at `pos` of segment `base` through its direct descriptor
+    /// `file`; `buffered` reads the block's leading bytes when they were not kept. `Err` with
+    /// [`unsupported`] means the caller should write through the page cache instead.
+    pub fn write_at(&self, base: u64, file: &File, buffered: &File, pos: u64, bufs: &[&[u8]]) -> io::Result<()> {
         let mut inner = self.lock();
-        let inner = &mut *inner;
-        let file = open(&mut inner.files, base, path)?;
+        let Inner { stage, tail } = &mut *inner;
         let total: u64 = bufs.iter().map(|b| b.len() as u64).sum();
         let end = pos + total;
         let start = align_down(pos);
-        let stage = inner.stage.get_or_insert_with(|| Aligned::new(STAGE_MAX)).bytes();
+        let stage = stage.get_or_insert_with(|| Aligned::new(STAGE_MAX)).bytes();
 
         // The block's bytes before `pos`.
         let lead = (pos - start) as usize;
-        match &inner.tail {
+        match tail {
             Some(t) if t.base == base && t.block == start && t.bytes.len() >= lead => stage[..lead].copy_from_slice(&t.bytes[..lead]),
             _ => {
                 let n = platform::pread_fill(buffered, start, &mut stage[..lead])?;
@@ -163,65 +142,42 @@ impl DirectWrites {
                 used += n;
                 b = &b[n..];
                 if used == stage.len() {
-                    write_all(&file, at, stage)?;
+                    platform::pwritev_all(file, at, &[stage])?;
                     at += used as u64;
                     used = 0;
                 }
             }
         }
-        let block = align_down(end);
-        let tail = stage[(block - at) as usize..used].to_vec();
         if used > 0 {
-            let padded = align_up(at + used as u64) - at;
-            stage[used..padded as usize].fill(0);
-            write_all(&file, at, &stage[..padded as usize])?;
+            let padded = (align_up(at + used as u64) - at) as usize;
+            stage[used..padded].fill(0);
+            platform::pwritev_all(file, at, &[&stage[..padded]])?;
         }
-        inner.tail = Some(Tail { base, block, bytes: tail });
-        Ok(())
-    }
-
-    /// Write zeros over the whole blocks in `[from, to)` of segment `base`: the partial blocks at
-    /// either edge are left as they are (zero-filling only saves time).
-    pub fn zero_fill(&self, base: u64, path: &Path, from: u64, to: u64) -> io::Result<()> {
-        let (from, to) = (align_up(from), align_down(to));
-        if from >= to {
-            return Ok(());
-        }
-        let file = open(&mut self.lock().files, base, path)?;
-        // Its own buffer: a fill runs on a background thread beside the committer's writes.
-        let mut zeros = Aligned::new((1 << 20).min(to - from) as usize);
-        let zeros = zeros.bytes();
-        let mut at = from;
-        while at < to {
-            let n = (to - at).min(zeros.len() as u64) as usize;
-            write_all(&file, at, &zeros[..n])?;
-            at += n as u64;
-        }
+        // Keep the last block's bytes for the next write (the buffer is reused).
+        let block = align_down(end);
+        let t = tail.get_or_insert_with(|| Tail { base, block, bytes: Vec::with_capacity(ALIGN as usize) });
+        (t.base, t.block) = (base, block);
+        t.bytes.clear();
+        t.bytes.extend_from_slice(&stage[(block - at) as usize..used]);
         Ok(())
     }
 }
 
-/// The direct descriptor of segment `base`, opened on first use.
-fn open(files: &mut BTreeMap<u64, Arc<File>>, base: u64, path: &Path) -> io::Result<Arc<File>> {
-    if let Some(f) = files.get(&base) {
-        return Ok(f.clone());
+/// Write zeros over the whole blocks in `[from, to)` through the direct descriptor `file`: the
+/// partial blocks at either edge are left as they are (zero-filling only saves time).
+pub fn zero_fill(file: &File, from: u64, to: u64) -> io::Result<()> {
+    let (from, to) = (align_up(from), align_down(to));
+    if from >= to {
+        return Ok(());
     }
-    let file = Arc::new(open_direct(path)?);
-    files.insert(base, file.clone());
-    Ok(file)
-}
-
-#[cfg(target_os = "linux")]
-fn open_direct(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn open_direct(_path: &Path) -> io::Result<File> {
-    Err(io::Error::from_raw_os_error(libc_einval()))
-}
-
-fn write_all(file: &File, at: u64, bytes: &[u8]) -> io::Result<()> {
-    platform::pwritev_all(file, at, &[bytes])
+    // Its own buffer: a fill runs on a background thread beside the committer's writes.
+    let mut zeros = Aligned::new((1 << 20).min(to - from) as usize);
+    let zeros = zeros.bytes();
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(zeros.len() as u64) as usize;
+        platform::pwritev_all(file, at, &[&zeros[..n]])?;
+        at += n as u64;
+    }
+    Ok(())
 }

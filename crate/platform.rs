@@ -61,6 +61,19 @@ pub fn lock_dir(dir: &Path, shared: bool) -> io::Result<Option<File>> {
     }
 }
 
+/// Open `path` for writes that bypass the page cache (Linux `O_DIRECT`). Elsewhere, and where
+/// the file system refuses it, an error of kind `InvalidInput` (EINVAL).
+#[cfg(target_os = "linux")]
+pub fn open_direct(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn open_direct(_path: &Path) -> io::Result<File> {
+    Err(io::Error::new(io::ErrorKind::InvalidInput, "direct I/O is used on Linux only"))
+}
+
 /// Write every byte of `bufs` at `offset`, as one vectored positioned write where the OS has it.
 #[cfg(unix)]
 pub fn pwritev_all(file: &File, mut offset: u64, bufs: &[&[u8]]) -> io::Result<()> {

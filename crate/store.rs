@@ -63,9 +63,11 @@ pub struct FileStore {
     files: RwLock<BTreeMap<u64, Arc<File>>>,
     lock: Mutex<Option<DirLock>>,
     read_only: bool,
-    /// Writes past segment headers bypass the page cache where the platform allows it; `None`
-    /// elsewhere, read-only, or once the file system has refused a direct write.
+    /// Writes bypass the page cache where the platform allows it; `None` when not asked for,
+    /// read-only, or once the file system has refused a direct write.
     direct: RwLock<Option<Arc<DirectWrites>>>,
+    /// The segments' descriptors for direct writes, opened on first use.
+    direct_files: RwLock<BTreeMap<u64, Arc<File>>>,
 }
 
 impl FileStore {
@@ -97,13 +99,14 @@ impl FileStore {
                 return Err(WalError::new(Code::Locked, format!("{} is locked: {who}", dir.display())));
             }
         };
-        let direct = if read_only || !direct { None } else { DirectWrites::new().map(Arc::new) };
+        let direct = if read_only || !direct { None } else { Some(Arc::new(DirectWrites::default())) };
         let store = FileStore {
             dir: dir.to_path_buf(),
             files: RwLock::new(BTreeMap::new()),
             lock: Mutex::new(Some(lock)),
             read_only,
             direct: RwLock::new(direct),
+            direct_files: RwLock::new(BTreeMap::new()),
         };
         if !read_only {
             store.remove_leftovers()?;
@@ -135,18 +138,27 @@ impl FileStore {
     }
 
     fn file(&self, base: u64) -> Result<Arc<File>> {
-        if let Some(f) = self.files.read().unwrap_or_else(|p| p.into_inner()).get(&base) {
+        let open = |path: &Path| OpenOptions::new().read(true).write(!self.read_only).open(path);
+        self.cached(&self.files, base, open).map_err(|e| seg_err("opening", base, e))
+    }
+
+    /// Segment `base`'s descriptor from `files`, opened with `open` on first use.
+    fn cached(&self, files: &RwLock<BTreeMap<u64, Arc<File>>>, base: u64, open: impl FnOnce(&Path) -> std::io::Result<File>) -> std::io::Result<Arc<File>> {
+        if let Some(f) = files.read().unwrap_or_else(|p| p.into_inner()).get(&base) {
             return Ok(f.clone());
         }
-        let path = self.dir.join(file_name(base));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(!self.read_only)
-            .open(&path)
-            .map_err(|e| WalError::io(&format!("opening segment {}", file_name(base)), e))?;
-        let file = Arc::new(file);
-        self.files.write().unwrap_or_else(|p| p.into_inner()).insert(base, file.clone());
+        let file = Arc::new(open(&self.dir.join(file_name(base)))?);
+        files.write().unwrap_or_else(|p| p.into_inner()).insert(base, file.clone());
         Ok(file)
+    }
+
+    /// Forget what was kept for segment `base` (removed or cut): descriptors and bytes.
+    fn forget(&self, base: u64) {
+        self.files.write().unwrap_or_else(|p| p.into_inner()).remove(&base);
+        self.direct_files.write().unwrap_or_else(|p| p.into_inner()).remove(&base);
+        if let Some(d) = self.direct() {
+            d.forget(base);
+        }
     }
 
     /// Whether writes still go past the page cache (asked for, and not refused so far).
@@ -158,22 +170,18 @@ impl FileStore {
         self.direct.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Run `write` directly when possible; if the file system refuses direct I/O, stop trying it
-    /// and run `fallback` through the page cache.
-    fn write_direct(
-        &self,
-        base: u64,
-        write: impl FnOnce(&DirectWrites, &Path) -> std::io::Result<()>,
-        fallback: impl FnOnce() -> Result<()>,
-    ) -> Result<()> {
+    /// Run `write` with segment `base`'s direct descriptor when direct writes are on; if the
+    /// file system refuses direct I/O, stop trying it and return `false`: the caller writes
+    /// through the page cache.
+    fn write_direct(&self, base: u64, write: impl FnOnce(&DirectWrites, &File) -> std::io::Result<()>) -> Result<bool> {
         let Some(direct) = self.direct() else {
-            return fallback();
+            return Ok(false);
         };
-        match write(&direct, &self.dir.join(file_name(base))) {
-            Ok(()) => Ok(()),
+        match self.cached(&self.direct_files, base, platform::open_direct).and_then(|file| write(&direct, &file)) {
+            Ok(()) => Ok(true),
             Err(e) if direct_io::unsupported(&e) => {
                 self.direct.write().unwrap_or_else(|p| p.into_inner()).take();
-                fallback()
+                Ok(false)
             }
             Err(e) => Err(seg_err("writing", base, e)),
         }
@@ -220,10 +228,7 @@ impl Store for FileStore {
     }
 
     fn remove(&self, base: u64) -> Result<()> {
-        self.files.write().unwrap_or_else(|p| p.into_inner()).remove(&base);
-        if let Some(d) = self.direct() {
-            d.forget(base);
-        }
+        self.forget(base);
         match fs::remove_file(self.dir.join(file_name(base))) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -234,20 +239,17 @@ impl Store for FileStore {
 
     fn write_at(&self, base: u64, pos: u64, bufs: &[&[u8]]) -> Result<()> {
         let file = self.file(base)?;
-        self.write_direct(
-            base,
-            |d, path| d.write_at(base, path, &file, pos, bufs),
-            || platform::pwritev_all(&file, pos, bufs).map_err(|e| seg_err("writing", base, e)),
-        )
+        if self.write_direct(base, |d, direct| d.write_at(base, direct, &file, pos, bufs))? {
+            return Ok(());
+        }
+        platform::pwritev_all(&file, pos, bufs).map_err(|e| seg_err("writing", base, e))
     }
 
     fn zero_fill(&self, base: u64, from: u64, to: u64) -> Result<()> {
-        let file = self.file(base)?;
-        self.write_direct(
-            base,
-            |d, path| d.zero_fill(base, path, from, to),
-            || write_zeros(from, to, |at, zeros| platform::pwritev_all(&file, at, &[zeros]).map_err(|e| seg_err("writing", base, e))),
-        )
+        if self.write_direct(base, |_, direct| direct_io::zero_fill(direct, from, to))? {
+            return Ok(());
+        }
+        write_zeros(from, to, |at, zeros| self.write_at(base, at, &[zeros]))
     }
 
     fn read_at(&self, base: u64, pos: u64, buf: &mut [u8]) -> Result<usize> {
@@ -271,6 +273,7 @@ impl Store for FileStore {
 
     fn close(&self) {
         self.files.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.direct_files.write().unwrap_or_else(|p| p.into_inner()).clear();
         self.direct.write().unwrap_or_else(|p| p.into_inner()).take();
         self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
