@@ -1,10 +1,12 @@
 //! Direct writes against a model: random appends (from a few bytes to past the staging buffer,
 //! in several slices), truncations, zero-fills and reopens on two segments, each followed by a
 //! check that the files, and reads through the store, hold what the same operations leave in
-//! a `MemStore` up to where each segment's data ends.
+//! a `MemStore` up to where each segment's data ends. Reads near the end, which the ring serves
+//! from memory when it holds them, are checked too, and some must have been served that way.
 
 use std::path::Path;
 
+use crate::direct_io::{ALIGN, RING};
 use crate::store::{FileStore, MemStore, Store};
 
 const BASES: [u64; 2] = [0, 1 << 40];
@@ -14,12 +16,16 @@ fn open(dir: &Path) -> FileStore {
     FileStore::open(dir, false, true).unwrap()
 }
 
+fn align_down(n: u64) -> u64 {
+    n / ALIGN * ALIGN
+}
+
 fn payload(rng: &mut fastrand::Rng, n: usize) -> Vec<u8> {
     // Non-zero bytes, so zeros written where data belongs would show.
     (0..n).map(|_| rng.u8(1..=255)).collect()
 }
 
-fn check(file: &FileStore, model: &MemStore, dir: &Path, ends: &[u64; 2], what: &str) {
+fn check(file: &FileStore, model: &MemStore, dir: &Path, ends: &[u64; 2], what: &str, rng: &mut fastrand::Rng) {
     for (i, &base) in BASES.iter().enumerate() {
         let end = ends[i] as usize;
         let mut want = vec![0u8; end];
@@ -31,6 +37,17 @@ fn check(file: &FileStore, model: &MemStore, dir: &Path, ends: &[u64; 2], what: 
         let mut read = vec![0u8; end];
         assert_eq!(file.read_at(base, 0, &mut read).unwrap(), end);
         assert!(read == want, "{what}: segment {i} reads back differently");
+        // Small reads near the end: inside the ring's window, across its start, or before it.
+        for k in 0..6 {
+            let reach = if k % 2 == 0 { 4096 } else { RING + (256 << 10) };
+            let back = rng.u64(1..=reach.min(end as u64));
+            let from = end as u64 - back;
+            let len = rng.u64(1..=back.min(200_000)) as usize;
+            let mut got = vec![0u8; len];
+            assert_eq!(file.read_at(base, from, &mut got).unwrap(), len);
+            let from = from as usize;
+            assert!(got[..] == want[from..from + len], "{what}: segment {i}, {len} bytes at {from} read back differently");
+        }
     }
 }
 
@@ -43,6 +60,9 @@ fn direct_writes_match_a_model() {
         let mut file = open(dir);
         let model = MemStore::new();
         let mut ends = [HEADER as u64; 2];
+        let mut hits = 0;
+        // Where each segment's span of bytes held in the ring began, if the ring is on it.
+        let mut window: [Option<u64>; 2] = [None; 2];
         for (i, &base) in BASES.iter().enumerate() {
             let header = payload(&mut rng, HEADER);
             let prealloc = if rng.bool() { 64 << 10 } else { 0 };
@@ -60,6 +80,7 @@ fn direct_writes_match_a_model() {
                     let to = rng.u64(HEADER as u64..=ends[i]);
                     file.truncate(base, to).unwrap();
                     model.truncate(base, to).unwrap();
+                    window[i] = window[i].map(|began| began.min(to));
                     ends[i] = to;
                 }
                 1 => {
@@ -69,6 +90,8 @@ fn direct_writes_match_a_model() {
                     model.zero_fill(base, from, to).unwrap();
                 }
                 2 => {
+                    hits += file.ring_hits();
+                    window = [None; 2];
                     file.close();
                     drop(file);
                     file = open(dir);
@@ -91,12 +114,27 @@ fn direct_writes_match_a_model() {
                     file.write_at(base, ends[i], &slices).unwrap();
                     model.write_at(base, ends[i], &slices).unwrap();
                     ends[i] += n as u64;
+                    // The ring holds everything written since its window began on this segment (at
+                    // the block of a write it did not hold the start of), up to RING bytes back
+                    // from the end's block boundary.
+                    let lead = align_down(ends[i] - n as u64);
+                    let began = window[i].filter(|&began| began <= lead).unwrap_or(lead);
+                    let from = began.max(align_down(ends[i] + ALIGN - 1).saturating_sub(RING));
+                    (window[i], window[1 - i]) = (Some(from), None);
+                    let (mut got, hits) = (vec![0u8; (ends[i] - from) as usize], file.ring_hits());
+                    file.read_at(base, from, &mut got).unwrap();
+                    assert_eq!(file.ring_hits(), hits + 1, "{what}: the bytes from {from} to {} were not read from the ring", ends[i]);
+                    let mut want = vec![0u8; got.len()];
+                    model.read_at(base, from, &mut want).unwrap();
+                    assert!(got == want, "{what}: the bytes from {from} read back from the ring differently");
                 }
             }
-            check(&file, &model, dir, &ends, &what);
+            check(&file, &model, dir, &ends, &what, &mut rng);
         }
         // Nothing above fell back to the page cache (a file system without O_DIRECT would).
         assert!(file.writes_directly(), "seed {seed}: direct writes were refused");
+        hits += file.ring_hits();
+        assert!(hits >= 200, "seed {seed}: only {hits} of 1,440 reads were served from the ring");
         file.close();
     }
 }

@@ -157,13 +157,19 @@ impl FileStore {
         self.files.write().unwrap_or_else(|p| p.into_inner()).remove(&base);
         self.direct_files.write().unwrap_or_else(|p| p.into_inner()).remove(&base);
         if let Some(d) = self.direct() {
-            d.forget(base);
+            d.forget_from(base, 0);
         }
     }
 
     /// Whether writes still go past the page cache (asked for, and not refused so far).
     pub fn writes_directly(&self) -> bool {
         self.direct().is_some()
+    }
+
+    /// Reads served from the ring of direct writes since this store opened.
+    #[cfg(test)]
+    pub fn ring_hits(&self) -> u64 {
+        self.direct().map_or(0, |d| d.hits.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     fn direct(&self) -> Option<Arc<DirectWrites>> {
@@ -246,13 +252,20 @@ impl Store for FileStore {
     }
 
     fn zero_fill(&self, base: u64, from: u64, to: u64) -> Result<()> {
-        if self.write_direct(base, |_, direct| direct_io::zero_fill(direct, from, to))? {
+        let zero = |d: &DirectWrites, direct: &File| {
+            d.forget_from(base, from);
+            direct_io::zero_fill(direct, from, to)
+        };
+        if self.write_direct(base, zero)? {
             return Ok(());
         }
         write_zeros(from, to, |at, zeros| self.write_at(base, at, &[zeros]))
     }
 
     fn read_at(&self, base: u64, pos: u64, buf: &mut [u8]) -> Result<usize> {
+        if self.direct().is_some_and(|d| d.read_at(base, pos, buf)) {
+            return Ok(buf.len());
+        }
         platform::pread_fill(&*self.file(base)?, pos, buf).map_err(|e| seg_err("reading", base, e))
     }
 
@@ -262,7 +275,7 @@ impl Store for FileStore {
 
     fn truncate(&self, base: u64, len: u64) -> Result<()> {
         if let Some(d) = self.direct() {
-            d.forget(base);
+            d.forget_from(base, len);
         }
         self.file(base)?.set_len(len).map_err(|e| seg_err("truncating", base, e))
     }
