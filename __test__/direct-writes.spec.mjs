@@ -1,17 +1,20 @@
-// `directWrites`: the same log, written past the page cache. Records of every size (one crossing
-// the native staging buffer), concurrent groups, truncation at both ends and reopens read back
+// `directWrites`: the same log, written past the page cache. Records of every size (one larger
+// than the native 8 MiB ring), concurrent groups, truncation at both ends and reopens read back
 // exactly; a clean close leaves nothing to recover; a torn tail over a direct write's padding
-// is still cut.
+// is still cut. A RaftLog writes this way unless told not to, and reads back entries both from
+// the ring (the newest) and from the disk.
 import fs from 'node:fs'
 
 import test from 'ava'
+
+import { RaftLog } from '../dist/index.mjs'
 
 import { Wal, tmpDir, bytes, readAll, rejectsWith, segments, locate, FRAME_HEADER } from './helpers.mjs'
 
 const DIRECT = Object.freeze({ directWrites: true, segmentBytes: 16 << 20 })
 
-/** Sizes around the 4 KiB block and past the 4 MiB staging buffer. */
-const SIZES = [0, 1, 7, 100, 4095, 4096, 4097, 8191, 65536, 300_000, (4 << 20) + 4099, 12]
+/** Sizes around the 4 KiB block and past the 8 MiB ring. */
+const SIZES = [0, 1, 7, 100, 4095, 4096, 4097, 8191, 65536, 300_000, (9 << 20) + 4099, 12]
 
 test('directWrites must be a boolean', async (t) => {
   const e = await rejectsWith(t, Wal.open(tmpDir(t), { directWrites: 'yes' }), 'ERR_INVALID_ARG')
@@ -115,4 +118,59 @@ test('a torn write over the padding of the last direct write is cut, and appends
     [...kept, lsn],
   )
   await wal.close()
+})
+
+const O_DIRECT = 0o40000 // x86-64 and arm64 Linux
+
+/** How many of this process's descriptors on files in `dir` were opened with O_DIRECT. */
+function directDescriptors(dir) {
+  let n = 0
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    let target
+    try {
+      target = fs.readlinkSync(`/proc/self/fd/${fd}`)
+    } catch {
+      continue // closed meanwhile
+    }
+    if (!target.startsWith(dir + '/')) continue
+    const flags = /^flags:\s+([0-7]+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))
+    if (flags && (parseInt(flags[1], 8) & O_DIRECT) !== 0) n++
+  }
+  return n
+}
+
+test('a RaftLog writes past the page cache by default and reads back from the ring and from the disk', async (t) => {
+  const dir = fs.realpathSync(tmpDir(t))
+  const opts = { segmentBytes: 4 << 20 }
+  let log = await RaftLog.open(dir, opts)
+  const data = (i) => bytes(3000 + (i % 7) * 211, i)
+  // 12 MiB of entries over three segments, more than the ring holds.
+  const appends = []
+  for (let first = 1; first <= 4096; first += 64) {
+    appends.push(log.append(Array.from({ length: 64 }, (_, k) => ({ index: first + k, term: 1 + (first >> 11), data: data(first + k) }))))
+  }
+  await Promise.all(appends)
+  if (process.platform === 'linux') t.true(directDescriptors(dir) > 0, 'no segment was opened with O_DIRECT')
+  const check = async (l, when) => {
+    for (const [lo, hi] of [[4033, 4097], [4000, 4001], [3000, 3100], [1, 65], [1, 4097]]) {
+      const got = await l.entries(lo, hi)
+      t.is(got.length, hi - lo, `${when}: entries(${lo}, ${hi})`)
+      got.forEach((e, k) => {
+        if (e.index !== lo + k || !Buffer.from(e.data).equals(data(lo + k))) t.fail(`${when}: entry ${lo + k} reads back differently`)
+      })
+    }
+    t.deepEqual(Buffer.from((await l.entry(4096)).data), data(4096))
+    t.deepEqual(Buffer.from((await l.entry(2)).data), data(2))
+  }
+  await check(log, 'before reopen')
+  await log.close()
+  log = await RaftLog.open(dir, opts)
+  await check(log, 'after reopen')
+  await log.close()
+
+  const buffered = fs.realpathSync(tmpDir(t))
+  log = await RaftLog.open(buffered, { directWrites: false })
+  await log.append([{ index: 1, term: 1, data: 'a' }])
+  t.is(directDescriptors(buffered), 0, 'directWrites: false opened a segment with O_DIRECT')
+  await log.close()
 })

@@ -143,18 +143,18 @@ export class EntryIndex {
   }
 
   /**
-   * An append numbered `seq` that put its entries at `start...` is durable at `lsns`: fill in
-   * the slots it still owns (a later append may have replaced some).
+   * An append numbered `seq` that put `count` entries at `start...` is durable, entry k's record
+   * at `lsnOf(k)`: fill in the slots it still owns (a later append may have replaced some).
    */
-  fill(start: number, seq: number, lsns: readonly number[]): void {
+  fill(start: number, seq: number, count: number, lsnOf: (k: number) => number): void {
     const from = Math.max(0, this.#first - start)
-    const to = Math.min(lsns.length, this.last + 1 - start)
+    const to = Math.min(count, this.last + 1 - start)
     for (let k = from; k < to; k++) {
       const index = start + k
       const pos = index - this.#chunkBase
       const c = Math.floor(pos / CHUNK)
       const chunk = this.#chunks[c]
-      if (chunk[pos - c * CHUNK] === -seq) chunk[pos - c * CHUNK] = lsns[k]
+      if (chunk[pos - c * CHUNK] === -seq) chunk[pos - c * CHUNK] = lsnOf(k)
     }
   }
 

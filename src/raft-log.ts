@@ -7,13 +7,18 @@ import { SEGMENT_OVERHEAD, syncDir } from './native.js'
 import { HardStateStore, type HardState } from './raft-hard-state.js'
 import { EntryIndex } from './raft-index.js'
 import {
+  BatchRecord,
+  batchRecordLength,
+  BatchView,
   corruptRecord,
   ENTRY_HEADER,
   EntryBatch,
+  KIND_BATCH,
   purgeRecord,
   readEntryHeader,
   resetRecord,
   truncateRecord,
+  type EntryRecords,
 } from './raft-record.js'
 import { Replay } from './raft-replay.js'
 import type { SimulatedDisk } from './simulated-disk.js'
@@ -82,9 +87,12 @@ export interface RaftLogOptions {
   /** Keep zero-filled space ahead of the writer (default true; see the `Wal` option `preallocate`). */
   preallocate?: boolean
   /**
-   * Write the entries past the page cache (default false; see the `Wal` option `directWrites`):
-   * faster durable appends, while reading entries back (replication, a reopen) runs at the
-   * disk's speed.
+   * Write the entries past the page cache (default true; see the `Wal` option `directWrites`).
+   * A Raft log is written once and read back soon after (to replicate and apply) or on a
+   * reopen: the newest 8 MiB are read from memory, and a reopen's scan, which is mostly
+   * decoding, took 861 ms against 846 ms buffered for 1M entries with cold caches. Appends,
+   * which copy nothing into the page cache, ran about 1.5× faster at 128 batches in flight.
+   * `false` writes through the page cache and keeps no 8 MiB ring.
    */
   directWrites?: boolean
   /** Open the log on a {@link SimulatedDisk} (from `sturdy/testing`); `dir` is then a name on it. */
@@ -205,7 +213,7 @@ export class RaftLog {
    */
   static async open(dir: string, options: RaftLogOptions = {}): Promise<RaftLog> {
     const { segmentBytes, maxEntryBytes } = checkOptions(options)
-    const { disk, preallocate, directWrites } = options
+    const { disk, preallocate, directWrites = true } = options
     if (disk === undefined) await ensureDir(dir)
     else if (typeof dir !== 'string' || dir.length === 0) throw invalidArg('dir must be a non-empty string')
     const name = (sub: string) => (disk === undefined ? path.join(dir, sub) : `${dir}/${sub}`)
@@ -269,11 +277,12 @@ export class RaftLog {
     if (!Array.isArray(entries)) throw invalidArg('append takes an array of entries')
     if (entries.length === 0) return this.#settled()
     const records = this.#encode(entries)
-    const start = records.first
+    const { first: start, terms } = records.entries
     const seq = ++this.#seq
     this.#index.replaceFrom(start)
-    this.#index.pushAll(-seq, records.terms)
-    await this.#write(records, (lsns) => this.#index.fill(start, seq, lsns))
+    this.#index.pushAll(-seq, terms)
+    const oneRecord = records instanceof BatchRecord
+    await this.#write(records, (lsns) => this.#index.fill(start, seq, terms.length, (k) => lsns[oneRecord ? 0 : k]))
   }
 
   /** Entry `index`, or `undefined` if the log does not hold it. */
@@ -445,13 +454,13 @@ export class RaftLog {
   }
 
   /** Validate an append against the log; its records, for the Wal to lay out. */
-  #encode(entries: readonly RaftEntryInput[]): EntryBatch {
+  #encode(entries: readonly RaftEntryInput[]): EntryRecords {
     const n = entries.length
     const terms = new Float64Array(n)
     const data = new Array<Uint8Array | string>(n)
-    const lengths = new Float64Array(n)
+    const sizes = new Float64Array(n)
     let first = 0
-    let total = 0
+    let dataBytes = 0
     for (let k = 0; k < n; k++) {
       const e = entries[k]
       if (e === null || typeof e !== 'object') throw invalidArg(`entry ${k} must be an object { index, term, data }`)
@@ -473,13 +482,18 @@ export class RaftLog {
       }
       terms[k] = term
       data[k] = d
-      lengths[k] = ENTRY_HEADER + len
-      total += FRAME_HEADER + ENTRY_HEADER + len
+      sizes[k] = len
+      dataBytes += len
     }
-    // Checked here, before the index changes: the Wal stages one append in one buffer.
-    if (total > MAX_WRITTEN) throw invalidArg(`an append may take at most ${MAX_WRITTEN} bytes, framed; this one takes ${total}: split it`)
     this.#checkPosition(first, terms[0])
-    return new EntryBatch(first, terms, data, lengths)
+    const checked = { first, terms, data, sizes, sameTerm: terms[0] === terms[n - 1] }
+    // One record when it fits the log's record limit; a record per entry otherwise.
+    const batchLength = batchRecordLength(checked, dataBytes)
+    if (n > 1 && batchLength <= this.#maxEntryBytes + ENTRY_HEADER) return new BatchRecord(checked, batchLength)
+    // Checked here, before the index changes: the Wal stages one append in one buffer.
+    const total = n * (FRAME_HEADER + ENTRY_HEADER) + dataBytes
+    if (total > MAX_WRITTEN) throw invalidArg(`an append may take at most ${MAX_WRITTEN} bytes, framed; this one takes ${total}: split it`)
+    return new EntryBatch(checked)
   }
 
   /** Where an append may start: within or just after the entries held, or after the purge point. */
@@ -499,8 +513,8 @@ export class RaftLog {
   }
 
   /** Issue one batch of records now (keeping call order); `onDurable` runs before any later write's. */
-  #write(records: Buffer[] | EntryBatch, onDurable?: (lsns: number[]) => void): Promise<number[]> {
-    const written = records instanceof EntryBatch ? this.#wal.appendWritten(records) : this.#wal.appendBatch(records)
+  #write(records: Buffer[] | EntryRecords, onDurable?: (lsns: number[]) => void): Promise<number[]> {
+    const written = Array.isArray(records) ? this.#wal.appendBatch(records) : this.#wal.appendWritten(records)
     const done = written.then(
       (lsns) => {
         onDurable?.(lsns)
@@ -552,7 +566,8 @@ export class RaftLog {
   }
 
   async #readOne(lsn: number, index: number): Promise<RaftEntry> {
-    return this.#decode(await this.#wal.read(lsn), lsn, index)
+    const rec = await this.#wal.read(lsn)
+    return rec[0] === KIND_BATCH ? entryOf(new BatchView(rec, lsn), lsn, index) : this.#decode(rec, lsn, index)
   }
 
   #decode(rec: Buffer, lsn: number, index: number): RaftEntry {
@@ -565,16 +580,24 @@ export class RaftLog {
   async #readRange(from: number, lsns: number[], maxBytes: number): Promise<RaftEntry[]> {
     const out: RaftEntry[] = []
     let bytes = 0
+    /** Take the entries wanted from the record at `lsn`; false once `maxBytes` stops the read. */
     const take = (rec: Buffer, lsn: number): boolean => {
-      const e = this.#decode(rec, lsn, from + out.length)
-      if (out.length > 0 && bytes + e.data.length > maxBytes) return false
-      bytes += e.data.length
-      out.push(e)
+      const batch = rec[0] === KIND_BATCH ? new BatchView(rec, lsn) : undefined
+      // A batch record holds every wanted entry with its LSN (they are consecutive).
+      while (out.length < lsns.length && lsns[out.length] === lsn) {
+        const index = from + out.length
+        const e = batch ? entryOf(batch, lsn, index) : this.#decode(rec, lsn, index)
+        if (out.length > 0 && bytes + e.data.length > maxBytes) return false
+        bytes += e.data.length
+        out.push(e)
+        if (!batch) break
+      }
       return true
     }
-    if (lsns.length <= POINT_READS) {
-      const recs = await Promise.all(lsns.map((lsn) => this.#wal.read(lsn)))
-      for (let k = 0; k < recs.length && take(recs[k], lsns[k]); k++);
+    const distinct = lsns.filter((lsn, k) => k === 0 || lsn !== lsns[k - 1])
+    if (distinct.length <= POINT_READS) {
+      const recs = await Promise.all(distinct.map((lsn) => this.#wal.read(lsn)))
+      for (let k = 0; k < recs.length && take(recs[k], distinct[k]); k++);
       return out
     }
     // One scan; records of replaced entries may lie between live ones and are skipped.
@@ -594,4 +617,13 @@ export class RaftLog {
     if (!limited && out.length < lsns.length) throw corruptRecord(lsns[out.length], `no record for entry ${from + out.length}`)
     return out
   }
+}
+
+/** Entry `index` from the batch record at `lsn`. */
+function entryOf(batch: BatchView, lsn: number, index: number): RaftEntry {
+  const k = index - batch.first
+  if (k < 0 || k >= batch.count) {
+    throw corruptRecord(lsn, `holds entries ${batch.first} to ${batch.first + batch.count - 1}, expected ${index}`)
+  }
+  return { index, term: batch.term(k), data: batch.data(k) }
 }

@@ -1,8 +1,10 @@
 import { EntryIndex } from './raft-index.js'
 import type { LogId } from './raft-log.js'
 import {
+  BatchView,
   checkControlLength,
   corruptRecord,
+  KIND_BATCH,
   KIND_ENTRY,
   KIND_PURGE,
   KIND_RESET,
@@ -22,9 +24,10 @@ import {
  * ENTRY that does not continue the entries replayed so far (the start of the records, or after
  * a RESET) simply starts over at its index.
  *
- * Appends are applied a whole batch at a time. Only the last batch can be incomplete (a power
- * loss during its write; it was never acknowledged), and it is left out: {@link tailLsn} says
- * where it starts so the caller can cut it off before writing anything new.
+ * Appends are applied a whole batch at a time: a BATCH record is one, whole or absent. Of
+ * appends written as ENTRY records, only the last can be incomplete (a power loss during its
+ * write; it was never acknowledged), and it is left out: {@link tailLsn} says where it starts
+ * so the caller can cut it off before writing anything new.
  *
  * @internal
  */
@@ -50,6 +53,12 @@ export class Replay {
     }
     // An incomplete batch followed by another record was never acknowledged: leave it out.
     this.#dropBatch()
+    if (rec[0] === KIND_BATCH) {
+      const batch = new BatchView(rec as Buffer, lsn)
+      this.index.replaceFrom(batch.first)
+      this.index.pushAll(lsn, batch.terms())
+      return
+    }
     checkControlLength(rec, lsn)
     switch (rec[0]) {
       case KIND_TRUNCATE: {
