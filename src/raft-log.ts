@@ -91,7 +91,7 @@ export interface RaftLogOptions {
    * A Raft log is written once and read back soon after (to replicate and apply) or on a
    * reopen: the newest 8 MiB are read from memory, and a reopen's scan, which is mostly
    * decoding, took 861 ms against 846 ms buffered for 1M entries with cold caches. Appends,
-   * which copy nothing into the page cache, ran about 1.5× faster at 128 batches in flight.
+   * which copy nothing into the page cache, ran 1.2-1.4× faster at 128 batches in flight.
    * `false` writes through the page cache and keeps no 8 MiB ring.
    */
   directWrites?: boolean
