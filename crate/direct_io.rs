@@ -38,11 +38,11 @@ pub const RING: u64 = 8 << 20;
 /// The padding of a write's last block.
 static ZEROS: [u8; ALIGN as usize] = [0; ALIGN as usize];
 
-fn align_down(n: u64) -> u64 {
+pub(crate) fn align_down(n: u64) -> u64 {
     n & !(ALIGN - 1)
 }
 
-fn align_up(n: u64) -> u64 {
+pub(crate) fn align_up(n: u64) -> u64 {
     align_down(n + ALIGN - 1)
 }
 
@@ -78,7 +78,7 @@ impl Drop for Aligned {
 }
 
 /// The positions of one segment whose bytes the ring holds: `[start, end)`, empty when equal.
-#[derive(Clone, Copy, Default, PartialEq, Debug)]
+#[derive(Clone, Copy, Default, Debug)]
 struct Window {
     base: u64,
     start: u64,

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::direct_io::{ALIGN, RING};
+use crate::direct_io::{align_down, align_up, RING};
 use crate::store::{FileStore, MemStore, Store};
 
 const BASES: [u64; 2] = [0, 1 << 40];
@@ -14,10 +14,6 @@ const HEADER: usize = 64;
 
 fn open(dir: &Path) -> FileStore {
     FileStore::open(dir, false, true).unwrap()
-}
-
-fn align_down(n: u64) -> u64 {
-    n / ALIGN * ALIGN
 }
 
 fn payload(rng: &mut fastrand::Rng, n: usize) -> Vec<u8> {
@@ -119,7 +115,7 @@ fn direct_writes_match_a_model() {
                     // from the end's block boundary.
                     let lead = align_down(ends[i] - n as u64);
                     let began = window[i].filter(|&began| began <= lead).unwrap_or(lead);
-                    let from = began.max(align_down(ends[i] + ALIGN - 1).saturating_sub(RING));
+                    let from = began.max(align_up(ends[i]).saturating_sub(RING));
                     (window[i], window[1 - i]) = (Some(from), None);
                     let (mut got, hits) = (vec![0u8; (ends[i] - from) as usize], file.ring_hits());
                     file.read_at(base, from, &mut got).unwrap();

@@ -27,9 +27,10 @@ pub struct Options {
     /// Keep a zero-filled region ahead of the write position (see `Options::prealloc_step`).
     pub preallocate: bool,
     /// Write past the page cache where the platform allows it (Linux `O_DIRECT`; see
-    /// `direct_io`). Durable appends cost less CPU and disk time; reads of what was written come
-    /// from the disk instead of memory. Only with `preallocate`: a direct write pads its last
-    /// block with zeros, which without preallocation would read as a torn write.
+    /// `direct_io`). Durable appends cost less CPU and disk time; reads of all but the newest
+    /// `direct_io::RING` bytes come from the disk instead of memory. Only with `preallocate`: a
+    /// direct write pads its last block with zeros, which without preallocation would read as a
+    /// torn write.
     pub direct_writes: bool,
     /// Open without writing anything: a shared lock, damage (a torn tail too) reported but left
     /// in place, appends refused.

@@ -566,11 +566,12 @@ export class RaftLog {
   }
 
   async #readOne(lsn: number, index: number): Promise<RaftEntry> {
-    const rec = await this.#wal.read(lsn)
-    return rec[0] === KIND_BATCH ? entryOf(new BatchView(rec, lsn), lsn, index) : this.#decode(rec, lsn, index)
+    return this.#decode(await this.#wal.read(lsn), lsn, index)
   }
 
+  /** Entry `index` from the record at `lsn`, of either kind. */
   #decode(rec: Buffer, lsn: number, index: number): RaftEntry {
+    if (rec[0] === KIND_BATCH) return entryOf(new BatchView(rec, lsn), lsn, index)
     const h = readEntryHeader(rec, lsn)
     if (h.index !== index) throw corruptRecord(lsn, `holds entry ${h.index}, expected ${index}`)
     return { index, term: h.term, data: rec.subarray(ENTRY_HEADER) }
@@ -596,7 +597,7 @@ export class RaftLog {
     }
     const distinct = lsns.filter((lsn, k) => k === 0 || lsn !== lsns[k - 1])
     if (distinct.length <= POINT_READS) {
-      const recs = await Promise.all(distinct.map((lsn) => this.#wal.read(lsn)))
+      const recs = await this.#wal.readMany(distinct)
       for (let k = 0; k < recs.length && take(recs[k], distinct[k]); k++);
       return out
     }

@@ -187,8 +187,7 @@ export class BatchView {
 
   constructor(rec: Buffer, lsn: number) {
     if (rec.length < ENTRY_HEADER || rec[0] !== KIND_BATCH) throw corruptRecord(lsn, 'not a batch record')
-    const view = rec
-    this.count = view.readUInt32LE(2)
+    this.count = rec.readUInt32LE(2)
     this.first = readU64(rec, 6, lsn)
     this.#term = readU64(rec, 14, lsn)
     this.#varied = (rec[1] & VARIED_TERMS) !== 0
@@ -198,7 +197,7 @@ export class BatchView {
     this.#dataAt = this.#lengthsAt + 4 * this.count
     if (this.count === 0 || this.#dataAt > rec.length) throw corruptRecord(lsn, `a batch of ${this.count} entries in ${rec.length} bytes`)
     let total = this.#dataAt
-    for (let k = 0; k < this.count; k++) total += view.readUInt32LE(this.#lengthsAt + 4 * k)
+    for (let k = 0; k < this.count; k++) total += rec.readUInt32LE(this.#lengthsAt + 4 * k)
     if (total !== rec.length) throw corruptRecord(lsn, `a batch whose entries take ${total} bytes, in a record of ${rec.length}`)
     this.#starts = new Float64Array(this.count + 1)
     this.#starts[0] = this.#dataAt
@@ -219,9 +218,8 @@ export class BatchView {
 
   /** Data of entry `first + k`, a view into the record. */
   data(k: number): Buffer {
-    const view = this.#rec
     for (; this.#known <= k + 1; this.#known++) {
-      this.#starts[this.#known] = this.#starts[this.#known - 1] + view.readUInt32LE(this.#lengthsAt + 4 * (this.#known - 1))
+      this.#starts[this.#known] = this.#starts[this.#known - 1] + this.#rec.readUInt32LE(this.#lengthsAt + 4 * (this.#known - 1))
     }
     return this.#rec.subarray(this.#starts[k], this.#starts[k + 1])
   }
