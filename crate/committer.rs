@@ -729,12 +729,16 @@ impl Writer {
                 break;
             }
         }
-        // Oldest first, each removal durable before the next: a crash leaves a suffix.
+        // Oldest first, each removal durable before the next: a crash leaves a suffix. Each
+        // segment leaves the state before its file goes, so a read that finds its file gone also
+        // finds its LSN below the first (see `Log::read`).
         for b in doomed {
+            {
+                let mut st = self.log.state.write().unwrap_or_else(|p| p.into_inner());
+                st.segs.remove(&b);
+                st.refresh_bounds();
+            }
             self.log.store.remove(b)?;
-            let mut st = self.log.state.write().unwrap_or_else(|p| p.into_inner());
-            st.segs.remove(&b);
-            st.refresh_bounds();
         }
         Ok(self.log.bounds().0)
     }

@@ -32,4 +32,6 @@ mod durability_tests;
 #[cfg(all(test, unix))]
 mod lock_tests;
 #[cfg(test)]
+mod read_race_tests;
+#[cfg(test)]
 mod recovery_tests;

@@ -224,9 +224,15 @@ impl Log {
         Ok(None)
     }
 
-    /// The payload of the record at `lsn`, checksum verified.
+    /// The payload of the record at `lsn`, checksum verified. A read that loses a race with
+    /// `truncate_before` (its segment removed after it was found) reports `NotFound`, as it would
+    /// had it come after.
     pub fn read(&self, lsn: u64) -> Result<Vec<u8>> {
         self.check_open()?;
+        self.read_record(lsn).map_err(|e| if lsn < self.bounds().0 { not_found(lsn, "it was truncated while being read") } else { e })
+    }
+
+    fn read_record(&self, lsn: u64) -> Result<Vec<u8>> {
         let (base, pos, len) = self.locate(lsn)?;
         let mut header = [0u8; FRAME_HEADER];
         let mut payload = vec![0u8; len as usize];
