@@ -16,9 +16,11 @@ const DIRECT = Object.freeze({ directWrites: true, segmentBytes: 16 << 20 })
 /** Sizes around the 4 KiB block and past the 8 MiB ring. */
 const SIZES = [0, 1, 7, 100, 4095, 4096, 4097, 8191, 65536, 300_000, (9 << 20) + 4099, 12]
 
-test('directWrites must be a boolean', async (t) => {
-  const e = await rejectsWith(t, Wal.open(tmpDir(t), { directWrites: 'yes' }), 'ERR_INVALID_ARG')
-  t.regex(e.message, /directWrites must be a boolean/)
+test("directWrites must be a boolean or 'auto'", async (t) => {
+  for (const bad of ['yes', 'always', 1, null]) {
+    const e = await rejectsWith(t, Wal.open(tmpDir(t), { directWrites: bad }), 'ERR_INVALID_ARG')
+    t.regex(e.message, /directWrites must be a boolean or 'auto'/)
+  }
 })
 
 test('records of every size, appended alone and in concurrent groups, read back before and after reopen', async (t) => {
@@ -53,7 +55,7 @@ test('records of every size, appended alone and in concurrent groups, read back 
   await check(wal, 'after reopen')
   // And once more through the page cache: the files are the same log either way.
   await wal.close()
-  wal = await Wal.open(dir, { segmentBytes: DIRECT.segmentBytes })
+  wal = await Wal.open(dir, { segmentBytes: DIRECT.segmentBytes, directWrites: false })
   await check(wal, 'reopened without directWrites')
   await wal.close()
 
@@ -173,4 +175,46 @@ test('a RaftLog writes past the page cache by default and reads back from the ri
   await log.append([{ index: 1, term: 1, data: 'a' }])
   t.is(directDescriptors(buffered), 0, 'directWrites: false opened a segment with O_DIRECT')
   await log.close()
+})
+
+test("by default ('auto') group commits go past the page cache and bulk batches through it; mixed, every record reads back", async (t) => {
+  const dir = fs.realpathSync(tmpDir(t))
+  const opts = { segmentBytes: 16 << 20 }
+  const expected = []
+  let wal = await Wal.open(dir, opts)
+  const small = async (round) => {
+    const group = Array.from({ length: 1 + (round % 5) }, (_, k) => bytes(1 + ((round * 613 + k * 89) % 5000), round * 7 + k))
+    const lsns = await Promise.all(group.map((d) => wal.append(d)))
+    group.forEach((data, k) => expected.push({ lsn: lsns[k], data }))
+  }
+  const bulk = async (n, seed) => {
+    // Over 1 MiB in one write: through the page cache.
+    const batch = Array.from({ length: n }, (_, k) => bytes(4000 + (k % 13), seed + k))
+    const lsns = await wal.appendBatch(batch)
+    batch.forEach((data, k) => expected.push({ lsn: lsns[k], data }))
+  }
+  for (let round = 0; round < 12; round++) {
+    await small(round)
+    if (round % 4 === 1) await bulk(300 + round, 1000 * round)
+  }
+  if (process.platform === 'linux') t.true(directDescriptors(dir) > 0, 'no segment was opened with O_DIRECT')
+  const check = async (w, when) => {
+    const records = await readAll(w)
+    t.is(records.length, expected.length, when)
+    records.forEach((r, i) => {
+      if (r.lsn !== expected[i].lsn || !r.data.equals(expected[i].data)) t.fail(`${when}: record ${i} differs`)
+    })
+    const some = [0, expected.length - 1, expected.length >> 1, 7]
+    const many = await w.readMany(some.map((i) => expected[i].lsn))
+    some.forEach((i, k) => t.true(many[k].equals(expected[i].data), `${when}: readMany ${i}`))
+  }
+  await check(wal, 'while open')
+  await wal.close()
+  wal = await Wal.open(dir, opts)
+  t.is(wal.recovery.tornBytes, 0)
+  await check(wal, 'after reopen')
+  await wal.close()
+  wal = await Wal.open(dir, { ...opts, directWrites: false })
+  await check(wal, 'reopened through the page cache')
+  await wal.close()
 })

@@ -13,7 +13,7 @@ use napi_derive::napi;
 
 use crate::committer::{Command, Done, Group, GroupBytes};
 use crate::error::{Code, Result as WResult, WalError};
-use crate::log::{Chunk, Log, Options};
+use crate::log::{Chunk, DirectMode, Log, Options};
 use crate::sim_binding::NativeSimDisk;
 use crate::simdisk::SimDisk;
 use crate::wal::Wal;
@@ -53,7 +53,8 @@ pub struct NativeOptions {
     /// `"strict"` (default) or `"truncate"`.
     pub recovery: Option<String>,
     pub preallocate: Option<bool>,
-    pub direct_writes: Option<bool>,
+    /// `"off"`, `"auto"` (default) or `"always"`.
+    pub direct_writes: Option<String>,
     pub read_only: Option<bool>,
 }
 
@@ -74,7 +75,13 @@ impl NativeOptions {
             Some(other) => return Err(WalError::invalid(format!("recovery must be 'strict' or 'truncate', got '{other}'"))),
         };
         o.preallocate = self.preallocate.unwrap_or(o.preallocate);
-        o.direct_writes = self.direct_writes.unwrap_or(o.direct_writes);
+        o.direct_writes = match self.direct_writes.as_deref() {
+            None => o.direct_writes,
+            Some("off") => DirectMode::Off,
+            Some("auto") => DirectMode::Auto,
+            Some("always") => DirectMode::Always,
+            Some(other) => return Err(WalError::invalid(format!("directWrites must be 'off', 'auto' or 'always', got '{other}'"))),
+        };
         o.read_only = self.read_only.unwrap_or(false);
         o.validate()?;
         Ok(o)

@@ -16,6 +16,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -25,6 +26,7 @@ use crate::frame::{marker, read_u32, seal_record, FRAME_HEADER, MARKER_LEN, MARK
 use crate::log::Log;
 use crate::segment::{encode_header, SEGMENT_HEADER};
 use crate::state::{SegState, SPARSE_GAP};
+use crate::store::Store;
 
 /// Called exactly once with the outcome of a command.
 pub type Done<T> = Box<dyn FnOnce(Result<T>) + Send>;
@@ -264,11 +266,13 @@ struct Writer {
     capacity: u64,
     end: u64,
     last_sparse: u64,
-    prepared: Option<(u64, JoinHandle<Result<()>>)>,
+    prepared: Option<(u64, Prep)>,
     /// The active segment is zero-filled up to here (a hint: only speed depends on it).
     zeroed: u64,
-    /// A background zero-fill of `[from, to)` in the active segment.
-    filling: Option<(u64, u64, JoinHandle<Result<()>>)>,
+    /// The prepared segment is zero-filled up to here (0: not yet known).
+    next_zeroed: u64,
+    /// A background zero-fill, in the active segment or the prepared one.
+    filling: Option<Fill>,
     /// The next zero-fill's size: it doubles while the log keeps writing, up to PREALLOC_MAX.
     fill_step: u64,
     /// Recent epochs' size in bytes (a moving average): zero-filling pays only for small ones.
@@ -279,6 +283,48 @@ enum Piece {
     /// The epoch's marker for this segment (all markers are built once the layout is known).
     Marker,
     Bytes { group: usize, chunk: usize, from: usize, to: usize },
+}
+
+/// The segment after the active one, created in the background.
+enum Prep {
+    Creating(JoinHandle<Result<()>>),
+    Created(Result<()>),
+}
+
+impl Prep {
+    fn wait(self) -> Result<()> {
+        match self {
+            Prep::Creating(h) => h.join().map_err(|_| internal("segment preparation"))?,
+            Prep::Created(r) => r,
+        }
+    }
+}
+
+/// A zero-fill of `[from, to)` in segment `base` on a background thread, which stops early (at a
+/// piece boundary) once asked to and returns how far it got.
+struct Fill {
+    base: u64,
+    from: u64,
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<Result<u64>>,
+}
+
+/// Zero-fills go in pieces of this size, so that a fill asked to stop stops soon.
+const FILL_PIECE: u64 = 1 << 20;
+
+/// Zero-fill `[from, to)` of segment `base` piece by piece until done or `stop`ped, then make it
+/// durable. Returns where the filled space ends.
+fn fill_zeros(store: &dyn Store, base: u64, from: u64, to: u64, stop: &AtomicBool) -> Result<u64> {
+    let mut at = from;
+    while at < to && !stop.load(Ordering::Relaxed) {
+        // Pieces end on FILL_PIECE boundaries: a direct fill leaves the partial blocks at a
+        // piece's edges alone, which must not leave gaps between pieces.
+        let next = ((at / FILL_PIECE + 1) * FILL_PIECE).min(to);
+        store.zero_fill(base, at, next)?;
+        at = next;
+    }
+    store.sync(base)?;
+    Ok(at)
 }
 
 struct SegmentWrite {
@@ -316,6 +362,7 @@ impl Writer {
             last_sparse,
             prepared: None,
             zeroed,
+            next_zeroed: 0,
             filling: None,
             fill_step,
             epoch_bytes: 0,
@@ -373,10 +420,10 @@ impl Writer {
     fn close(mut self, done: Option<Done<()>>) {
         self.turns.wait_for(self.seq);
         self.log.mark_closed();
-        if let Some((_, h)) = self.prepared.take() {
-            let _ = h.join();
-        }
         let _ = self.finish_fill(0);
+        if let Some((_, prep)) = self.prepared.take() {
+            let _ = prep.wait();
+        }
         while let Ok(c) = self.rx.try_recv() {
             c.reject(WalError::new(Code::Closed, "the log is closed"));
         }
@@ -576,45 +623,85 @@ impl Writer {
 
     /// Keep zero-filled space ahead of a writer of small epochs: when less than half a step is
     /// left, fill the next step in the background (inline on a simulated disk, for determinism).
+    /// With enough ahead and the active segment half written, fill the prepared segment instead,
+    /// a step at a time: a fill in the file being written holds up its writes (the file's lock)
+    /// and its barriers (the dirty zeros), one in the next file does neither.
     fn extend_zeroes(&mut self) -> Result<()> {
+        if matches!(&self.filling, Some(f) if f.handle.is_finished()) {
+            self.finish_fill(0)?;
+        }
         let step = self.fill_step;
-        if step == 0 || self.filling.is_some() || self.zeroed >= self.capacity || self.zeroed >= self.end + step / 2 {
+        if step == 0 || self.filling.is_some() {
             return Ok(());
         }
         if self.epoch_bytes > crate::log::FILL_MAX_EPOCH {
             return Ok(()); // large epochs: appending past the zeroed space costs less
         }
-        self.fill_step = (step * 2).min(crate::log::PREALLOC_MAX);
-        let from = self.zeroed.max(self.end);
-        let to = (from + step).min(self.capacity);
-        let (store, base) = (self.log.store.clone(), self.base);
-        let fill = move || {
-            store.zero_fill(base, from, to)?;
-            store.sync(base)
+        let (base, from, to) = if self.zeroed < self.capacity && self.zeroed < self.end + step / 2 {
+            let from = self.zeroed.max(self.end);
+            (self.base, from, (from + step).min(self.capacity))
+        } else if self.end >= self.capacity / 2 && self.next_segment_created() {
+            let from = self.next_zeroed.max(self.log.opts.prealloc_step()).max(SEGMENT_HEADER as u64);
+            let capacity = self.log.opts.segment_bytes;
+            if from >= capacity {
+                return Ok(());
+            }
+            (self.base + self.capacity, from, (from + step).min(capacity))
+        } else {
+            return Ok(());
         };
-        if !self.log.store.prepares_in_background() {
-            fill().map_err(|e| WalError::poisoned(&e))?;
+        self.fill_step = (step * 2).min(crate::log::PREALLOC_MAX);
+        let store = self.log.store.clone();
+        if !store.prepares_in_background() {
+            fill_zeros(&*store, base, from, to, &AtomicBool::new(false)).map_err(|e| WalError::poisoned(&e))?;
             self.zeroed = to;
             return Ok(());
         }
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let fill = move || fill_zeros(&*store, base, from, to, &stopped);
         // Without a thread, the log simply appends past the zeroed space.
-        if let Ok(h) = std::thread::Builder::new().name("sturdy-zero-fill".into()).spawn(fill) {
-            self.filling = Some((from, to, h));
+        if let Ok(handle) = std::thread::Builder::new().name("sturdy-zero-fill".into()).spawn(fill) {
+            self.filling = Some(Fill { base, from, stop, handle });
         }
         Ok(())
     }
 
-    /// Wait for a background zero-fill that a write ending at `write_end` would run into (any
-    /// fill when `write_end` is 0). A failed fill poisons the log: its barrier shares the file
-    /// with ours, and a reported write-back error is not reported twice.
+    /// Whether the prepared segment exists (its creation joined, so a fill may start on it).
+    fn next_segment_created(&mut self) -> bool {
+        match self.prepared.take() {
+            Some((base, Prep::Creating(h))) if h.is_finished() => {
+                let created = h.join().map_err(|_| internal("segment preparation")).and_then(|r| r);
+                let ok = created.is_ok();
+                self.prepared = Some((base, Prep::Created(created)));
+                ok
+            }
+            Some((base, prep)) => {
+                let ok = matches!(prep, Prep::Created(Ok(())));
+                self.prepared = Some((base, prep));
+                ok
+            }
+            None => false,
+        }
+    }
+
+    /// Stop and wait for a background zero-fill: any (`write_end` 0), or one that a write into
+    /// the active segment ending at `write_end` would run into. A failed fill poisons the log:
+    /// its barrier shares the file with ours, and a reported write-back error is not reported
+    /// twice.
     fn finish_fill(&mut self, write_end: u64) -> Result<()> {
-        let overlaps = matches!(&self.filling, Some((from, _, _)) if write_end == 0 || write_end > *from);
+        let overlaps = matches!(&self.filling, Some(f) if write_end == 0 || (f.base == self.base && write_end > f.from));
         if !overlaps {
             return Ok(());
         }
-        let (_, to, h) = self.filling.take().unwrap();
-        h.join().map_err(|_| internal("zero-fill"))?.map_err(|e| WalError::poisoned(&e))?;
-        self.zeroed = self.zeroed.max(to);
+        let fill = self.filling.take().unwrap();
+        fill.stop.store(true, Ordering::Relaxed);
+        let reached = fill.handle.join().map_err(|_| internal("zero-fill"))?.map_err(|e| WalError::poisoned(&e))?;
+        if fill.base == self.base {
+            self.zeroed = self.zeroed.max(reached);
+        } else {
+            self.next_zeroed = self.next_zeroed.max(reached);
+        }
         Ok(())
     }
 
@@ -631,17 +718,18 @@ impl Writer {
             .name("sturdy-segment".into())
             .spawn(move || store.create(base, &encode_header(base, capacity), prealloc));
         match handle {
-            Ok(h) => self.prepared = Some((base, h)),
+            Ok(h) => self.prepared = Some((base, Prep::Creating(h))),
             Err(_) => self.prepared = None, // created on demand instead
         }
+        self.next_zeroed = 0;
     }
 
     /// Make `base` (the segment after the active one) the active segment.
     fn enter_segment(&mut self, base: u64) -> Result<()> {
         let ready = match self.prepared.take() {
-            Some((b, h)) if b == base => h.join().map_err(|_| internal("segment preparation"))?,
-            Some((_, h)) => {
-                let _ = h.join();
+            Some((b, prep)) if b == base => prep.wait(),
+            Some((_, prep)) => {
+                let _ = prep.wait();
                 Err(internal("prepared the wrong segment"))
             }
             None => self.log.store.create(base, &encode_header(base, self.log.opts.segment_bytes), self.log.opts.prealloc_step()),
@@ -650,7 +738,7 @@ impl Writer {
         self.base = base;
         self.capacity = self.log.opts.segment_bytes;
         self.end = SEGMENT_HEADER as u64;
-        self.zeroed = self.log.opts.prealloc_step().max(SEGMENT_HEADER as u64);
+        self.zeroed = self.log.opts.prealloc_step().max(self.next_zeroed).max(SEGMENT_HEADER as u64);
         self.last_sparse = SEGMENT_HEADER as u64;
         self.prepare_next();
         Ok(())
@@ -658,8 +746,10 @@ impl Writer {
 
     /// Cancel a background preparation and remove what it made.
     fn discard_prepared(&mut self) -> Result<()> {
-        if let Some((b, h)) = self.prepared.take() {
-            let _ = h.join();
+        self.finish_fill(0)?;
+        if let Some((b, prep)) = self.prepared.take() {
+            let _ = prep.wait();
+            self.next_zeroed = 0;
             self.log.store.remove(b)?;
         }
         Ok(())

@@ -18,9 +18,12 @@
 //! `RING` bytes (a Raft leader replicating what it just appended, a state machine applying it)
 //! are served from memory, as the page cache would have served them, instead of from the disk.
 //!
-//! Once a segment exists, every write to it goes through here (zero-fills too); what its creation
-//! wrote through the page cache was synced first. So no dirty cached page ever races a direct
-//! write, whose own pages the kernel drops from the cache.
+//! Under `DirectMode::Always` every write to an existing segment goes through here (zero-fills
+//! too), and what its creation wrote through the page cache was synced first. Under
+//! `DirectMode::Auto` large writes go through the page cache between direct ones; the kernel
+//! keeps the two coherent (a direct write first writes back the dirty cached pages it covers,
+//! then drops them from the cache), and the ring forgets what follows a cached write, so the
+//! next direct write reads its first block back through the cache.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::fs::File;

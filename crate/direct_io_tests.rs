@@ -3,17 +3,20 @@
 //! check that the files, and reads through the store, hold what the same operations leave in
 //! a `MemStore` up to where each segment's data ends. Reads near the end, which the ring serves
 //! from memory when it holds them, are checked too, and some must have been served that way.
+//! Under `DirectMode::Auto` the large writes go through the page cache instead, between direct
+//! ones: the same checks hold.
 
 use std::path::Path;
 
 use crate::direct_io::{align_down, align_up, RING};
+use crate::log::{DirectMode, AUTO_DIRECT_MAX};
 use crate::store::{FileStore, MemStore, Store};
 
 const BASES: [u64; 2] = [0, 1 << 40];
 const HEADER: usize = 64;
 
-fn open(dir: &Path) -> FileStore {
-    FileStore::open(dir, false, true).unwrap()
+fn open(dir: &Path, mode: DirectMode) -> FileStore {
+    FileStore::open(dir, false, mode).unwrap()
 }
 
 fn payload(rng: &mut fastrand::Rng, n: usize) -> Vec<u8> {
@@ -49,11 +52,20 @@ fn check(file: &FileStore, model: &MemStore, dir: &Path, ends: &[u64; 2], what: 
 
 #[test]
 fn direct_writes_match_a_model() {
+    writes_match_a_model(DirectMode::Always);
+}
+
+#[test]
+fn auto_direct_writes_match_a_model() {
+    writes_match_a_model(DirectMode::Auto);
+}
+
+fn writes_match_a_model(mode: DirectMode) {
     for seed in 0..8u64 {
         let mut rng = fastrand::Rng::with_seed(seed);
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        let mut file = open(dir);
+        let mut file = open(dir, mode);
         let model = MemStore::new();
         let mut ends = [HEADER as u64; 2];
         let mut hits = 0;
@@ -90,7 +102,7 @@ fn direct_writes_match_a_model() {
                     window = [None; 2];
                     file.close();
                     drop(file);
-                    file = open(dir);
+                    file = open(dir, mode);
                 }
                 _ => {
                     let n = match rng.u8(..40) {
@@ -110,6 +122,12 @@ fn direct_writes_match_a_model() {
                     file.write_at(base, ends[i], &slices).unwrap();
                     model.write_at(base, ends[i], &slices).unwrap();
                     ends[i] += n as u64;
+                    if mode == DirectMode::Auto && n as u64 >= AUTO_DIRECT_MAX {
+                        // Written through the page cache: the ring holds none of it.
+                        window[i] = None;
+                        check(&file, &model, dir, &ends, &what, &mut rng);
+                        continue;
+                    }
                     // The ring holds everything written since its window began on this segment (at
                     // the block of a write it did not hold the start of), up to RING bytes back
                     // from the end's block boundary.

@@ -29,6 +29,8 @@ mod sim_binding;
 mod direct_io_tests;
 #[cfg(test)]
 mod durability_tests;
+#[cfg(test)]
+mod fill_tests;
 #[cfg(all(test, unix))]
 mod lock_tests;
 #[cfg(test)]

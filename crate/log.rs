@@ -26,12 +26,12 @@ pub struct Options {
     pub recovery: RecoveryMode,
     /// Keep a zero-filled region ahead of the write position (see `Options::prealloc_step`).
     pub preallocate: bool,
-    /// Write past the page cache where the platform allows it (Linux `O_DIRECT`; see
+    /// Which writes go past the page cache where the platform allows it (Linux `O_DIRECT`; see
     /// `direct_io`). Durable appends cost less CPU and disk time; reads of all but the newest
-    /// `direct_io::RING` bytes come from the disk instead of memory. Only with `preallocate`: a
-    /// direct write pads its last block with zeros, which without preallocation would read as a
-    /// torn write.
-    pub direct_writes: bool,
+    /// `direct_io::RING` bytes written directly come from the disk instead of memory. Only with
+    /// `preallocate`: a direct write pads its last block with zeros, which without preallocation
+    /// would read as a torn write.
+    pub direct_writes: DirectMode,
     /// Open without writing anything: a shared lock, damage (a torn tail too) reported but left
     /// in place, appends refused.
     pub read_only: bool,
@@ -46,8 +46,36 @@ impl Default for Options {
             // Measured on Linux/ext4: fdatasync after overwriting zero-filled space is about
             // twice as fast as after appending, which must also journal the new file size.
             preallocate: true,
-            direct_writes: false,
+            direct_writes: DirectMode::Auto,
             read_only: false,
+        }
+    }
+}
+
+/// Which writes bypass the page cache (see `Options::direct_writes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirectMode {
+    /// None: everything goes through the page cache.
+    Off,
+    /// Epochs under `AUTO_DIRECT_MAX`. Those are the ones whose barrier waits on the copy and
+    /// write-back (measured on Linux/ext4, 64 writers of 1 KiB: pwrite + fdatasync of 64 KiB at
+    /// 7,300-7,700 cycles/s direct against 6,300-6,500 buffered); bulk writes keep going through
+    /// the page cache, so that what was loaded in bulk reads back from memory.
+    Auto,
+    /// Every write (a Raft log: written far more than it is read far back).
+    Always,
+}
+
+/// Under `DirectMode::Auto`, writes of this size or more go through the page cache.
+pub const AUTO_DIRECT_MAX: u64 = 1 << 20;
+
+impl DirectMode {
+    /// The size from which a write goes through the page cache.
+    pub fn buffered_from(self) -> u64 {
+        match self {
+            DirectMode::Off => 0,
+            DirectMode::Auto => AUTO_DIRECT_MAX,
+            DirectMode::Always => u64::MAX,
         }
     }
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::dir_lock::{Busy, DirLock};
 use crate::direct_io::{self, DirectWrites};
 use crate::error::{Code, Result, WalError};
+use crate::log::DirectMode;
 use crate::platform;
 use crate::segment::{file_name, parse_name};
 
@@ -66,15 +67,17 @@ pub struct FileStore {
     /// Writes bypass the page cache where the platform allows it; `None` when not asked for,
     /// read-only, or once the file system has refused a direct write.
     direct: RwLock<Option<Arc<DirectWrites>>>,
+    /// Writes of this size or more go through the page cache all the same (`DirectMode`).
+    buffered_from: u64,
     /// The segments' descriptors for direct writes, opened on first use.
     direct_files: RwLock<BTreeMap<u64, Arc<File>>>,
 }
 
 impl FileStore {
     /// Open (creating if needed) the log directory and take its lock; read-only opens take a
-    /// shared lock and change nothing. With `direct`, writes bypass the page cache where the
+    /// shared lock and change nothing. `direct` says which writes bypass the page cache where the
     /// platform and file system allow it.
-    pub fn open(dir: &Path, read_only: bool, direct: bool) -> Result<FileStore> {
+    pub fn open(dir: &Path, read_only: bool, direct: DirectMode) -> Result<FileStore> {
         if read_only && !dir.is_dir() {
             return Err(WalError::new(Code::NotFound, format!("{}: no log directory there", dir.display())));
         }
@@ -99,13 +102,15 @@ impl FileStore {
                 return Err(WalError::new(Code::Locked, format!("{} is locked: {who}", dir.display())));
             }
         };
-        let direct = if read_only || !direct { None } else { Some(Arc::new(DirectWrites::default())) };
+        let buffered_from = direct.buffered_from();
+        let direct = if read_only || buffered_from == 0 { None } else { Some(Arc::new(DirectWrites::default())) };
         let store = FileStore {
             dir: dir.to_path_buf(),
             files: RwLock::new(BTreeMap::new()),
             lock: Mutex::new(Some(lock)),
             read_only,
             direct: RwLock::new(direct),
+            buffered_from,
             direct_files: RwLock::new(BTreeMap::new()),
         };
         if !read_only {
@@ -245,8 +250,16 @@ impl Store for FileStore {
 
     fn write_at(&self, base: u64, pos: u64, bufs: &[&[u8]]) -> Result<()> {
         let file = self.file(base)?;
-        if self.write_direct(base, |d, direct| d.write_at(base, direct, &file, pos, bufs))? {
-            return Ok(());
+        let len: u64 = bufs.iter().map(|b| b.len() as u64).sum();
+        if len < self.buffered_from {
+            if self.write_direct(base, |d, direct| d.write_at(base, direct, &file, pos, bufs))? {
+                return Ok(());
+            }
+        } else if let Some(d) = self.direct() {
+            // The ring no longer holds what follows `pos`. The kernel keeps the page cache and
+            // direct writes coherent: the next direct write reads its first block back through
+            // the cache, and writes back a dirty cached page it covers before writing.
+            d.forget_from(base, pos);
         }
         platform::pwritev_all(&file, pos, bufs).map_err(|e| seg_err("writing", base, e))
     }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use crate::committer::{self, Command, Done};
 use crate::error::{Code, Result, WalError};
 use crate::frame::FRAME_HEADER;
-use crate::log::{Log, Options};
+use crate::log::{DirectMode, Log, Options};
 use crate::store::{FileStore, Store};
 
 pub struct Wal {
@@ -31,7 +31,7 @@ impl Wal {
 
     pub fn open_dir(dir: &Path, opts: Options) -> Result<Wal> {
         opts.validate()?;
-        Wal::open(Arc::new(FileStore::open(dir, opts.read_only, opts.direct_writes && opts.preallocate)?), opts)
+        Wal::open(Arc::new(FileStore::open(dir, opts.read_only, if opts.preallocate { opts.direct_writes } else { DirectMode::Off })?), opts)
     }
 
     /// Queue a command for the committer.

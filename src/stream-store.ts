@@ -248,6 +248,8 @@ export class StreamStore implements StreamEvents {
         wals.push(
           await Wal.open(shardDir(dir, i), {
             segmentBytes: options.segmentBytes ?? 64 << 20,
+            // Reads of stream data are served synchronously, from the page cache.
+            directWrites: false,
             ...(options.maxRecordBytes !== undefined ? { maxRecordBytes: options.maxRecordBytes } : {}),
             ...(options.disk !== undefined ? { disk: options.disk } : {}),
           }),
