@@ -653,6 +653,7 @@ impl Writer {
         self.fill_step = (step * 2).min(crate::log::PREALLOC_MAX);
         let store = self.log.store.clone();
         if !store.prepares_in_background() {
+            // (Only ever the active segment: nothing is prepared ahead on such a store.)
             fill_zeros(&*store, base, from, to, &AtomicBool::new(false)).map_err(|e| WalError::poisoned(&e))?;
             self.zeroed = to;
             return Ok(());

@@ -55,7 +55,7 @@ export interface WalOptions {
    * - `'auto'` (default): writes under 1 MiB — what the appends of one group commit add up to,
    *   short of a bulk load. Those are the writes whose barrier waits on the copy into the page
    *   cache and its write-back; measured on Linux/ext4 (2 cores, virtio disk), 64 writers of
-   *   1 KiB went from about 150-170k to 200-220k durable appends/s. Larger writes (a big
+   *   1 KiB went from about 145-175k to 190-205k durable appends/s. Larger writes (a big
    *   `appendBatch`) still go through the page cache, so they read back from memory.
    * - `true`: every write (`RaftLog`'s default). Copying into the page cache was most of the CPU
    *   a large durable append cost: a Raft log with 128 batches of 64 × 256 B entries in flight
