@@ -41,7 +41,8 @@ async function runAndKill(dir, firstSeq, delayMs, mode) {
   return { acked, signal, code }
 }
 
-// Writes through the page cache (the default) and past it (`directWrites`).
+// Writes through the page cache (`directWrites: false`) and past it (`directWrites: true`, which
+// is also what the default, 'auto', does with groups this small).
 for (const mode of ['buffered', 'direct']) test(`acknowledged appends survive ${KILLS} SIGKILLs (${mode} writes)`, async (t) => {
   const dir = tempDir(t)
   const recorded = new Map() // lsn -> seq, every acknowledgement ever reported

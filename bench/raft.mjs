@@ -38,7 +38,7 @@ const sturdy = (name, options) => async (dir) => {
 }
 /** Its defaults: on Linux, entries are written past the page cache (`directWrites`). */
 const openSturdy = sturdy('sturdy RaftLog', {})
-/** Writes through the page cache, as a `Wal` does by default. */
+/** Writes through the page cache (a `Wal` by default writes only groups under 1 MiB past it). */
 const openSturdyBuffered = sturdy('sturdy RaftLog (directWrites: false)', { directWrites: false })
 
 /**

@@ -255,12 +255,13 @@ pub fn zero_fill(file: &File, from: u64, to: u64) -> io::Result<()> {
     if from >= to {
         return Ok(());
     }
-    // Its own buffer: a fill runs on a background thread beside the committer's writes.
-    let zeros = Aligned::new((1 << 20).min(to - from) as usize);
+    // Allocated (and faulted in) once for the process, not per fill piece; only ever read.
+    static ZEROS_1M: OnceLock<Aligned> = OnceLock::new();
+    let zeros = ZEROS_1M.get_or_init(|| Aligned::new(1 << 20));
     let mut at = from;
     while at < to {
         let n = (to - at).min(zeros.len as u64) as usize;
-        // SAFETY: `zeros` is this function's own, `n` bytes long at least.
+        // SAFETY: `zeros` is at least `n` bytes long and never written after its allocation.
         let bytes = unsafe { std::slice::from_raw_parts(zeros.ptr, n) };
         platform::pwritev_all(file, at, &[bytes])?;
         at += n as u64;

@@ -48,7 +48,9 @@ pub trait Store: Send + Sync {
 
 /// Write zeros over `[from, to)` in 1 MiB pieces through `write(at, zeros)`.
 fn write_zeros(from: u64, to: u64, mut write: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
-    let zeros = vec![0u8; 1 << 20];
+    // Static (zero pages until read), not allocated per call: fills call this once per piece.
+    static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+    let zeros = &ZEROS;
     let mut at = from;
     while at < to {
         let n = (to - at).min(zeros.len() as u64) as usize;

@@ -591,12 +591,13 @@ export class RaftLog {
         if (out.length > 0 && bytes + e.data.length > maxBytes) return false
         bytes += e.data.length
         out.push(e)
-        if (!batch) break
       }
       return true
     }
-    const distinct = lsns.filter((lsn, k) => k === 0 || lsn !== lsns[k - 1])
-    if (distinct.length <= POINT_READS) {
+    let records = 1
+    for (let k = 1; k < lsns.length && records <= POINT_READS; k++) if (lsns[k] !== lsns[k - 1]) records++
+    if (records <= POINT_READS) {
+      const distinct = lsns.filter((lsn, k) => k === 0 || lsn !== lsns[k - 1])
       const recs = await this.#wal.readMany(distinct)
       for (let k = 0; k < recs.length && take(recs[k], distinct[k]); k++);
       return out

@@ -50,8 +50,9 @@ const TWO_32 = 2 ** 32
 
 /** Write a safe integer as an unsigned 64-bit little-endian number. */
 export function writeU64(buf: Buffer, at: number, n: number): void {
-  buf.writeUInt32LE(n % TWO_32, at)
-  buf.writeUInt32LE(Math.floor(n / TWO_32), at + 4)
+  // Byte stores: appends write two of these per entry.
+  putU32(buf, at, n >>> 0)
+  putU32(buf, at + 4, Math.floor(n / TWO_32))
 }
 
 /** Read an unsigned 64-bit little-endian number; one beyond the safe range means damage. */
@@ -116,11 +117,11 @@ export class BatchRecord implements EntryRecords {
     buf[at] = KIND_BATCH
     buf[at + 1] = sameTerm ? 0 : VARIED_TERMS
     putU32(buf, at + 2, n)
-    putU64(buf, at + 6, first)
-    putU64(buf, at + 14, terms[0])
+    writeU64(buf, at + 6, first)
+    writeU64(buf, at + 14, terms[0])
     let to = at + ENTRY_HEADER
     if (!sameTerm) {
-      for (let k = 0; k < n; k++, to += 8) putU64(buf, to, terms[k])
+      for (let k = 0; k < n; k++, to += 8) writeU64(buf, to, terms[k])
     }
     for (let k = 0; k < n; k++, to += 4) putU32(buf, to, sizes[k])
     for (let k = 0; k < n; k++) {
@@ -145,8 +146,8 @@ export class EntryBatch implements EntryRecords {
     buf[at] = KIND_ENTRY
     buf[at + 1] = k === 0 ? FIRST_OF_BATCH : 0
     putU32(buf, at + 2, k === 0 ? terms.length : 0)
-    putU64(buf, at + 6, first + k)
-    putU64(buf, at + 14, terms[k])
+    writeU64(buf, at + 6, first + k)
+    writeU64(buf, at + 14, terms[k])
     const d = data[k]
     if (typeof d === 'string') buf.write(d, at + ENTRY_HEADER, sizes[k], 'utf8')
     else buf.set(d, at + ENTRY_HEADER)
@@ -158,11 +159,6 @@ function putU32(buf: Buffer, at: number, n: number): void {
   buf[at + 1] = n >>> 8
   buf[at + 2] = n >>> 16
   buf[at + 3] = n >>> 24
-}
-
-function putU64(buf: Buffer, at: number, n: number): void {
-  putU32(buf, at, n >>> 0)
-  putU32(buf, at + 4, Math.floor(n / TWO_32))
 }
 
 /**
@@ -181,9 +177,8 @@ export class BatchView {
   /** Where the lengths, and the data, begin. */
   readonly #lengthsAt: number
   readonly #dataAt: number
-  /** Data offset of each entry, filled in as far as asked. */
+  /** Data offset of each entry, and the record's end. */
   readonly #starts: Float64Array
-  #known = 1
 
   constructor(rec: Buffer, lsn: number) {
     if (rec.length < ENTRY_HEADER || rec[0] !== KIND_BATCH) throw corruptRecord(lsn, 'not a batch record')
@@ -196,11 +191,10 @@ export class BatchView {
     this.#lengthsAt = ENTRY_HEADER + (this.#varied ? 8 * this.count : 0)
     this.#dataAt = this.#lengthsAt + 4 * this.count
     if (this.count === 0 || this.#dataAt > rec.length) throw corruptRecord(lsn, `a batch of ${this.count} entries in ${rec.length} bytes`)
-    let total = this.#dataAt
-    for (let k = 0; k < this.count; k++) total += rec.readUInt32LE(this.#lengthsAt + 4 * k)
-    if (total !== rec.length) throw corruptRecord(lsn, `a batch whose entries take ${total} bytes, in a record of ${rec.length}`)
     this.#starts = new Float64Array(this.count + 1)
-    this.#starts[0] = this.#dataAt
+    let total = (this.#starts[0] = this.#dataAt)
+    for (let k = 0; k < this.count; k++) this.#starts[k + 1] = total += rec.readUInt32LE(this.#lengthsAt + 4 * k)
+    if (total !== rec.length) throw corruptRecord(lsn, `a batch whose entries take ${total} bytes, in a record of ${rec.length}`)
   }
 
   /** Term of entry `first + k`. */
@@ -218,9 +212,6 @@ export class BatchView {
 
   /** Data of entry `first + k`, a view into the record. */
   data(k: number): Buffer {
-    for (; this.#known <= k + 1; this.#known++) {
-      this.#starts[this.#known] = this.#starts[this.#known - 1] + this.#rec.readUInt32LE(this.#lengthsAt + 4 * (this.#known - 1))
-    }
     return this.#rec.subarray(this.#starts[k], this.#starts[k + 1])
   }
 }
