@@ -52,7 +52,8 @@ function serve(t, dir, ...extra) {
   let stdout = ''
   let stderr = ''
   child.stderr.on('data', (d) => (stderr += d))
-  const exited = new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })))
+  // 'close', not 'exit': 'exit' can come before the last of the child's output has been read.
+  const exited = new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })))
   const listening = new Promise((resolve, reject) => {
     child.stdout.on('data', (d) => {
       stdout += d

@@ -33,7 +33,8 @@ async function runAndKill(dir, firstSeq, delayMs, mode) {
       }
     }
   })
-  const exited = once(proc, 'exit')
+  // 'close', not 'exit': every acknowledgement the child printed must be read before checking.
+  const exited = once(proc, 'close')
   await Promise.race([isReady, exited])
   await new Promise((resolve) => setTimeout(resolve, delayMs))
   proc.kill('SIGKILL')

@@ -99,7 +99,8 @@ export async function spawnServer({ dir, port, readyTimeoutMs = 30_000 }) {
   const url = `http://${HOST}:${port}`
   let out = ''
   let err = ''
-  const exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })))
+  // 'close' comes after the child's output has been read, so a failure message shows all of it.
+  const exited = new Promise((resolve) => proc.once('close', (code, signal) => resolve({ code, signal })))
   proc.stderr.setEncoding('utf8')
   proc.stderr.on('data', (d) => {
     err += d
