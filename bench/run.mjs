@@ -5,6 +5,7 @@
 //   npm run bench                 # everything
 //   node bench/run.mjs a b        # only some workloads
 //   BENCH_SECONDS=5 npm run bench # longer timed runs
+//   BENCH_ROUNDS=5 npm run bench  # more rounds of (a), (b) and (c) (each shows its median round)
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -15,6 +16,7 @@ import { chart } from './chart.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3)
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3))
 const only = new Set(process.argv.slice(2))
 
 // ---------------------------------------------------------------------------------------------
@@ -40,7 +42,7 @@ try {
 
 const fmt = (v) => (v >= 1000 ? Math.round(v).toLocaleString('en-US') : v >= 100 ? v.toFixed(0) : v.toFixed(2))
 const scalar = (v) => (typeof v === 'object' ? v.p50 : v)
-console.log(`\nsturdy benchmarks — ${os.cpus().length} cores, ${os.cpus()[0]?.model ?? ''}, Node ${process.version}, ${SECONDS}s runs`)
+console.log(`\nsturdy benchmarks — ${os.cpus().length} cores, ${os.cpus()[0]?.model ?? ''}, Node ${process.version}, ${SECONDS}s runs, (a)–(c) the median of ${ROUNDS} rounds`)
 console.log('raw limit: a C program doing pwrite + fdatasync of the same group size over zero-filled space (sturdy\'s default); raw (appending): the same, growing the file\n')
 for (const [w, { rows, unit, better }] of Object.entries(results)) {
   const us = rows.find((r) => r.name === 'sturdy')
@@ -50,10 +52,20 @@ for (const [w, { rows, unit, better }] of Object.entries(results)) {
     const extra = typeof r.value === 'object' ? `  (p99 ${fmt(r.value.p99)})` : ''
     let ratio = ''
     if (us && r !== us) {
-      const x = better === 'higher' ? scalar(us.value) / v : v / scalar(us.value)
+      // How sturdy compares with this row: a speed-up over a peer, a share of a raw limit.
       const isRaw = r.name.startsWith('raw')
-      ratio = isRaw ? `sturdy at ${(100 * (better === 'higher' ? x : 1 / x)).toFixed(0)}% of it` : `sturdy ${x.toFixed(2)}×`
-      if (isRaw && better === 'lower') ratio = `sturdy p50 ${(scalar(us.value) / v).toFixed(2)}× of it`
+      const compare = (ours, theirs) => {
+        const x = better === 'higher' ? ours / theirs : theirs / ours
+        return isRaw ? (better === 'higher' ? x : 1 / x) : x
+      }
+      const show = (x) => (isRaw && better === 'higher' ? `${(100 * x).toFixed(0)}%` : `${x.toFixed(2)}×`)
+      const x = compare(scalar(us.value), v)
+      ratio = isRaw ? (better === 'higher' ? `sturdy at ${show(x)} of it` : `sturdy p50 ${show(x)} of it`) : `sturdy ${show(x)}`
+      // The same comparison within each round: how far apart single runs land.
+      if (r.rounds?.length > 1) {
+        const each = r.rounds.map((theirs, i) => compare(scalar(us.rounds[i]), scalar(theirs))).sort((a, b) => a - b)
+        ratio += `  (rounds ${show(each[0])}–${show(each[each.length - 1])})`
+      }
     }
     console.log(`  ${r.name.padEnd(22)} ${fmt(v).padStart(12)} ${unit}${extra}   ${ratio}`)
   }

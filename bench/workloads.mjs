@@ -13,6 +13,8 @@ import { scratchDir } from './scratch.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3)
+/** Rounds of the timed workloads (a), (b) and (c): each reports its median round. */
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3))
 const only = new Set(process.argv.slice(2))
 const wanted = (w) => only.has(w)
 
@@ -76,25 +78,47 @@ async function withEach(fn) {
   return rows
 }
 
+/**
+ * Measure every row `ROUNDS` times, the rows taking turns within each round, so that a disk that
+ * speeds up or slows down during the run weighs on all of them alike. Each row reports its median
+ * over the rounds (for latencies, of each percentile) and keeps every round's value in `rounds`.
+ */
+async function inRounds(measureRound) {
+  const perRound = []
+  for (let r = 0; r < ROUNDS; r++) perRound.push(await measureRound())
+  const median = (xs) => [...xs].sort((x, y) => x - y)[xs.length >> 1]
+  return perRound[0].map(({ name }, i) => {
+    const values = perRound.map((rows) => rows[i].value)
+    const value =
+      typeof values[0] === 'object'
+        ? Object.fromEntries(Object.keys(values[0]).map((k) => [k, median(values.map((v) => v[k]))]))
+        : median(values)
+    return { name, value, rounds: values }
+  })
+}
+
 if (wanted('a')) {
   // (a) one writer, 1 KiB records, each append awaited: latency.
-  const rows = await withEach(async (store) => {
-    const rec = record(1024)
-    const lat = []
-    const end = performance.now() + SECONDS * 1000
-    while (performance.now() < end && lat.length < 20000) {
-      const t = process.hrtime.bigint()
-      await store.append(rec)
-      lat.push(Number(process.hrtime.bigint() - t) / 1000)
+  const rows = await inRounds(async () => {
+    const rows = await withEach(async (store) => {
+      const rec = record(1024)
+      const lat = []
+      const end = performance.now() + SECONDS * 1000
+      while (performance.now() < end && lat.length < 20000) {
+        const t = process.hrtime.bigint()
+        await store.append(rec)
+        lat.push(Number(process.hrtime.bigint() - t) / 1000)
+      }
+      lat.sort((x, y) => x - y)
+      return { p50: lat[lat.length >> 1], p99: lat[Math.floor(lat.length * 0.99)] }
+    })
+    if (raw) {
+      const a = raw(frame(1024), SECONDS, 'append')
+      const z = raw(frame(1024))
+      rows.unshift({ name: 'raw limit', value: { p50: z.p50, p99: z.p99 } }, { name: 'raw (appending)', value: { p50: a.p50, p99: a.p99 } })
     }
-    lat.sort((x, y) => x - y)
-    return { p50: lat[lat.length >> 1], p99: lat[Math.floor(lat.length * 0.99)] }
+    return rows
   })
-  if (raw) {
-    const a = raw(frame(1024), SECONDS, 'append')
-    const z = raw(frame(1024))
-    rows.unshift({ name: 'raw limit', value: { p50: z.p50, p99: z.p99 } }, { name: 'raw (appending)', value: { p50: a.p50, p99: a.p99 } })
-  }
   report('a', rows, 'µs p50', 'lower')
 }
 
@@ -103,16 +127,19 @@ for (const [w, writers, size] of [
   ['c', 256, 100],
 ]) {
   if (!wanted(w)) continue
-  const rows = await withEach((store) => timed(store, writers, size))
-  if (raw) {
-    rows.unshift(
-      { name: 'raw limit', value: raw(writers * frame(size)).cycles * writers },
-      // The same, paying for as many zeros written ahead as bytes written: a log's real ceiling
-      // on this disk unless its space was zero-filled before the run.
-      { name: 'raw (zero-filling)', value: raw(writers * frame(size), SECONDS, 'filling').cycles * writers },
-      { name: 'raw (appending)', value: raw(writers * frame(size), SECONDS, 'append').cycles * writers },
-    )
-  }
+  const rows = await inRounds(async () => {
+    const rows = await withEach((store) => timed(store, writers, size))
+    if (raw) {
+      rows.unshift(
+        { name: 'raw limit', value: raw(writers * frame(size)).cycles * writers },
+        // The same, paying for as many zeros written ahead as bytes written: a log's real ceiling
+        // on this disk unless its space was zero-filled before the run.
+        { name: 'raw (zero-filling)', value: raw(writers * frame(size), SECONDS, 'filling').cycles * writers },
+        { name: 'raw (appending)', value: raw(writers * frame(size), SECONDS, 'append').cycles * writers },
+      )
+    }
+    return rows
+  })
   report(w, rows, 'records/s', 'higher')
 }
 
