@@ -77,13 +77,29 @@ export async function startServer({ dir, longPollTimeoutMs, maxBodyBytes } = {})
 
 /** A TCP port that was free a moment ago (listen on 0, read it, close). */
 export async function freePort() {
-  const srv = net.createServer()
-  srv.listen(0, HOST)
-  await once(srv, 'listening')
-  const { port } = srv.address()
-  srv.close()
-  await once(srv, 'close')
-  return port
+  // Below the ephemeral range: a server restarted on this port must not find it taken by a
+  // client's outgoing connection (a connect to our own port can even connect to itself).
+  let low = 32768
+  try {
+    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low
+  } catch {
+    // not Linux: keep the usual lower bound
+  }
+  const from = Math.min(20000, low - 1000)
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = from + Math.floor(Math.random() * (low - from))
+    const srv = net.createServer()
+    const ok = await new Promise((resolve) => {
+      srv.once('error', () => resolve(false))
+      srv.listen(port, HOST, () => resolve(true))
+    })
+    if (ok) {
+      srv.close()
+      await once(srv, 'close')
+      return port
+    }
+  }
+  throw new Error('no free port below the ephemeral range')
 }
 
 /**
