@@ -70,8 +70,8 @@ const get = (subs, id) => call(subs, 'GET', `subscriptions/${encodeURIComponent(
 const bearer = (token) => ({ authorization: `Bearer ${token}` })
 const linkOf = (sub, p) => sub.streams.find((s) => s.path === p)
 
-async function waitFor(predicate, what = 'condition') {
-  const deadline = Date.now() + 10_000
+async function waitFor(predicate, what = 'condition', timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
     if (await predicate()) return
     await new Promise((resolve) => setTimeout(resolve, 10))
@@ -333,7 +333,11 @@ test('failed webhook deliveries are retried, across a restart, with status faile
   // Deliveries fail until the restarted service has been seen in the failed state: a slow machine
   // may retry before the first instance closes, or as soon as the second one opens.
   let accept = false
-  const hook = await receiver(t, () => (accept ? [200, { done: true }] : [500, {}]))
+  const answers = []
+  const hook = await receiver(t, () => {
+    answers.push(accept ? 200 : 500)
+    return accept ? [200, { done: true }] : [500, {}]
+  })
   const first = await open(t)
   const { streams, dir } = first
   await put(first.subs, 'r', { type: 'webhook', pattern: 'events/*', webhook: { url: hook.url } })
@@ -344,8 +348,10 @@ test('failed webhook deliveries are retried, across a restart, with status faile
   const { subs } = await open(t, { dir, streams })
   t.is((await get(subs, 'r')).json.status, 'failed')
   accept = true
-  await waitFor(async () => linkOf((await get(subs, 'r')).json, 'events/a').acked_offset === offset(1), 'a successful retry')
-  t.true(hook.received.length >= 2)
+  // Each failure doubles the wait for the next attempt (1 s, 2 s, 4 s …): a stalled machine that
+  // failed more than once before `accept` may wait several seconds for the successful one.
+  await waitFor(async () => linkOf((await get(subs, 'r')).json, 'events/a').acked_offset === offset(1), 'a successful retry', 30_000)
+  t.true(answers.length >= 2 && answers.indexOf(200) === answers.length - 1, `answers: ${answers}`)
   for (const r of hook.received) t.is(r.body.wake_id, hook.received[0].body.wake_id, 'every retry delivers the same wake')
   t.is((await get(subs, 'r')).json.status, 'active')
 })

@@ -14,7 +14,7 @@ import { scratchDir } from './scratch.mjs'
 const here = path.dirname(fileURLToPath(import.meta.url))
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3)
 /** Rounds of the timed workloads (a), (b) and (c): each reports its median round. */
-const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3))
+const ROUNDS = Math.max(1, Math.floor(Number(process.env.BENCH_ROUNDS ?? 3)) || 1)
 const only = new Set(process.argv.slice(2))
 const wanted = (w) => only.has(w)
 
@@ -68,11 +68,14 @@ async function withEach(fn) {
   const rows = []
   for (const peer of peers) {
     await quiesce()
-    const store = await peer.open(freshDir())
+    const dir = freshDir()
+    const store = await peer.open(dir)
     try {
       rows.push({ name: peer.name, value: await fn(store, peer) })
     } finally {
       await store.close()
+      // Rounds would otherwise leave several GB behind until the process exits.
+      fs.rmSync(dir, { recursive: true, force: true })
     }
   }
   return rows
@@ -81,12 +84,17 @@ async function withEach(fn) {
 /**
  * Measure every row `ROUNDS` times, the rows taking turns within each round, so that a disk that
  * speeds up or slows down during the run weighs on all of them alike. Each row reports its median
- * over the rounds (for latencies, of each percentile) and keeps every round's value in `rounds`.
+ * over the rounds (for latencies, of each percentile; for an even count, the mean of the middle
+ * two) and keeps every round's value in `rounds`.
  */
 async function inRounds(measureRound) {
   const perRound = []
   for (let r = 0; r < ROUNDS; r++) perRound.push(await measureRound())
-  const median = (xs) => [...xs].sort((x, y) => x - y)[xs.length >> 1]
+  const median = (xs) => {
+    const sorted = [...xs].sort((x, y) => x - y)
+    const mid = sorted.length >> 1
+    return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+  }
   return perRound[0].map(({ name }, i) => {
     const values = perRound.map((rows) => rows[i].value)
     const value =
@@ -188,7 +196,7 @@ if (wanted('e') || wanted('f')) {
       while (fs.readSync(fd, buf) > 0);
       fs.closeSync(fd)
     }
-    rows.push({ name: 'read the files', value: bytes / ((performance.now() - t) / 1000) / 1e9 })
+    rows.push({ name: 'raw (reading the files)', value: bytes / ((performance.now() - t) / 1000) / 1e9 })
     fs.rmSync(dir, { recursive: true })
     report('e', rows, 'GB/s', 'higher')
   }

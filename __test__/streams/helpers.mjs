@@ -75,31 +75,38 @@ export async function startServer({ dir, longPollTimeoutMs, maxBodyBytes } = {})
   return { ...server, url: server.url.replace(/\/$/, ''), close: () => server.close(), reference: false }
 }
 
-/** A TCP port that was free a moment ago (listen on 0, read it, close). */
+/** Listen on `port` (0: any) and close again: the port it listened on, or undefined if taken. */
+async function probePort(port) {
+  const srv = net.createServer()
+  const listening = await new Promise((resolve) => {
+    srv.once('error', () => resolve(false))
+    srv.listen(port, HOST, () => resolve(true))
+  })
+  if (!listening) return undefined
+  const bound = srv.address().port
+  srv.close()
+  await once(srv, 'close')
+  return bound
+}
+
+/**
+ * A TCP port that was free a moment ago, below the ephemeral range: a server restarted on it must
+ * not find it taken by a client's outgoing connection (a connection to our own port can even
+ * connect to itself). Any free port if there is no room below the range.
+ */
 export async function freePort() {
-  // Below the ephemeral range: a server restarted on this port must not find it taken by a
-  // client's outgoing connection (a connect to our own port can even connect to itself).
   let low = 32768
   try {
     low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low
   } catch {
     // not Linux: keep the usual lower bound
   }
-  const from = Math.min(20000, low - 1000)
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const port = from + Math.floor(Math.random() * (low - from))
-    const srv = net.createServer()
-    const ok = await new Promise((resolve) => {
-      srv.once('error', () => resolve(false))
-      srv.listen(port, HOST, () => resolve(true))
-    })
-    if (ok) {
-      srv.close()
-      await once(srv, 'close')
-      return port
-    }
+  const from = Math.max(1024, Math.min(20000, low - 1000))
+  for (let attempt = 0; from < low && attempt < 100; attempt++) {
+    const port = await probePort(from + Math.floor(Math.random() * (low - from)))
+    if (port !== undefined) return port
   }
-  throw new Error('no free port below the ephemeral range')
+  return probePort(0)
 }
 
 /**
