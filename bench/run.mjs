@@ -5,7 +5,7 @@
 //   npm run bench                 # everything
 //   node bench/run.mjs a b        # only some workloads
 //   BENCH_SECONDS=5 npm run bench # longer timed runs
-//   BENCH_ROUNDS=5 npm run bench  # more rounds of (a), (b) and (c) (each shows its median round)
+//   BENCH_ROUNDS=5 npm run bench  # more rounds of (a) to (d) (each shows its median round)
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -42,7 +42,7 @@ try {
 
 const fmt = (v) => (v >= 1000 ? Math.round(v).toLocaleString('en-US') : v >= 100 ? v.toFixed(0) : v.toFixed(2))
 const scalar = (v) => (typeof v === 'object' ? v.p50 : v)
-console.log(`\nsturdy benchmarks — ${os.cpus().length} cores, ${os.cpus()[0]?.model ?? ''}, Node ${process.version}, ${SECONDS}s runs, (a)–(c) the median of ${ROUNDS} rounds`)
+console.log(`\nsturdy benchmarks — ${os.cpus().length} cores, ${os.cpus()[0]?.model ?? ''}, Node ${process.version}, ${SECONDS}s runs, (a)–(d) the median of ${ROUNDS} rounds`)
 console.log('raw limit: a C program doing pwrite + fdatasync of the same group size over zero-filled space (sturdy\'s default); raw (appending): the same, growing the file\n')
 for (const [w, { rows, unit, better }] of Object.entries(results)) {
   const us = rows.find((r) => r.name === 'sturdy')

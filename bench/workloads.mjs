@@ -13,7 +13,7 @@ import { scratchDir } from './scratch.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3)
-/** Rounds of the timed workloads (a), (b) and (c): each reports its median round. */
+/** Rounds of workloads (a) to (d): each row reports its median round. */
 const ROUNDS = Math.max(1, Math.floor(Number(process.env.BENCH_ROUNDS ?? 3)) || 1)
 const only = new Set(process.argv.slice(2))
 const wanted = (w) => only.has(w)
@@ -64,51 +64,67 @@ async function quiesce() {
   await new Promise((resolve) => setTimeout(resolve, 500))
 }
 
-async function withEach(fn) {
-  const rows = []
-  for (const peer of peers) {
-    await quiesce()
-    const dir = freshDir()
-    const store = await peer.open(dir)
-    try {
-      rows.push({ name: peer.name, value: await fn(store, peer) })
-    } finally {
-      await store.close()
-      // Rounds would otherwise leave several GB behind until the process exits.
-      fs.rmSync(dir, { recursive: true, force: true })
-    }
+/** Run `fn(store)` on a fresh store of `peer` (after `quiesce`), then close and delete it. */
+async function onFreshStore(peer, fn) {
+  await quiesce()
+  const dir = freshDir()
+  const store = await peer.open(dir)
+  try {
+    return await fn(store)
+  } finally {
+    await store.close()
+    // Rounds would otherwise leave several GB behind until the process exits.
+    fs.rmSync(dir, { recursive: true, force: true })
   }
-  return rows
+}
+
+/** One row per peer, each measured by `fn(store)` on a fresh store. */
+const storeRows = (fn) => peers.map((peer) => ({ name: peer.name, measure: () => onFreshStore(peer, fn) }))
+
+/** A row measured by the raw program (after `quiesce`, like the stores). */
+const rawRow = (name, measure) => ({
+  name,
+  measure: async () => {
+    await quiesce()
+    return measure()
+  },
+})
+
+const median = (xs) => {
+  const sorted = [...xs].sort((x, y) => x - y)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
 }
 
 /**
- * Measure every row `ROUNDS` times, the rows taking turns within each round, so that a disk that
- * speeds up or slows down during the run weighs on all of them alike. Each row reports its median
- * over the rounds (for latencies, of each percentile; for an even count, the mean of the middle
- * two) and keeps every round's value in `rounds`.
+ * Measure every row `ROUNDS` times. Within a round the rows take turns, and each round starts one
+ * row later than the one before: a disk that speeds up or slows down during the run (it does, for
+ * a while after heavy writing) weighs on all rows alike, and no row always goes first after the
+ * previous workload. Rows come back in the order given, each with its median over the rounds (for
+ * latencies, of each percentile; for an even count, the mean of the middle two) and every round's
+ * value in `rounds`.
  */
-async function inRounds(measureRound) {
-  const perRound = []
-  for (let r = 0; r < ROUNDS; r++) perRound.push(await measureRound())
-  const median = (xs) => {
-    const sorted = [...xs].sort((x, y) => x - y)
-    const mid = sorted.length >> 1
-    return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+async function inRounds(rows) {
+  const values = rows.map(() => [])
+  for (let r = 0; r < ROUNDS; r++) {
+    for (let k = 0; k < rows.length; k++) {
+      const i = (r + k) % rows.length
+      values[i].push(await rows[i].measure())
+    }
   }
-  return perRound[0].map(({ name }, i) => {
-    const values = perRound.map((rows) => rows[i].value)
-    const value =
-      typeof values[0] === 'object'
-        ? Object.fromEntries(Object.keys(values[0]).map((k) => [k, median(values.map((v) => v[k]))]))
-        : median(values)
-    return { name, value, rounds: values }
+  return rows.map(({ name }, i) => {
+    const vs = values[i]
+    const value = typeof vs[0] === 'object' ? Object.fromEntries(Object.keys(vs[0]).map((k) => [k, median(vs.map((v) => v[k]))])) : median(vs)
+    return { name, value, rounds: vs }
   })
 }
 
 if (wanted('a')) {
   // (a) one writer, 1 KiB records, each append awaited: latency.
-  const rows = await inRounds(async () => {
-    const rows = await withEach(async (store) => {
+  const latency = ({ p50, p99 }) => ({ p50, p99 })
+  const rows = await inRounds([
+    ...(raw ? [rawRow('raw limit', () => latency(raw(frame(1024)))), rawRow('raw (appending)', () => latency(raw(frame(1024), SECONDS, 'append')))] : []),
+    ...storeRows(async (store) => {
       const rec = record(1024)
       const lat = []
       const end = performance.now() + SECONDS * 1000
@@ -119,14 +135,8 @@ if (wanted('a')) {
       }
       lat.sort((x, y) => x - y)
       return { p50: lat[lat.length >> 1], p99: lat[Math.floor(lat.length * 0.99)] }
-    })
-    if (raw) {
-      const a = raw(frame(1024), SECONDS, 'append')
-      const z = raw(frame(1024))
-      rows.unshift({ name: 'raw limit', value: { p50: z.p50, p99: z.p99 } }, { name: 'raw (appending)', value: { p50: a.p50, p99: a.p99 } })
-    }
-    return rows
-  })
+    }),
+  ])
   report('a', rows, 'µs p50', 'lower')
 }
 
@@ -135,41 +145,35 @@ for (const [w, writers, size] of [
   ['c', 256, 100],
 ]) {
   if (!wanted(w)) continue
-  const rows = await inRounds(async () => {
-    const rows = await withEach((store) => timed(store, writers, size))
-    if (raw) {
-      rows.unshift(
-        { name: 'raw limit', value: raw(writers * frame(size)).cycles * writers },
-        // The same, paying for as many zeros written ahead as bytes written: a log's real ceiling
-        // on this disk unless its space was zero-filled before the run.
-        { name: 'raw (zero-filling)', value: raw(writers * frame(size), SECONDS, 'filling').cycles * writers },
-        { name: 'raw (appending)', value: raw(writers * frame(size), SECONDS, 'append').cycles * writers },
-      )
-    }
-    return rows
-  })
+  const rate = (mode) => () => raw(writers * frame(size), SECONDS, mode).cycles * writers
+  const rows = await inRounds([
+    ...(raw
+      ? [
+          rawRow('raw limit', rate('zeroed')),
+          // The same, paying for as many zeros written ahead as bytes written: a log's real
+          // ceiling on this disk unless its space was zero-filled before the run.
+          rawRow('raw (zero-filling)', rate('filling')),
+          rawRow('raw (appending)', rate('append')),
+        ]
+      : []),
+    ...storeRows((store) => timed(store, writers, size)),
+  ])
   report(w, rows, 'records/s', 'higher')
 }
 
 if (wanted('d')) {
   // (d) bulk: one appendBatch of 1,000,000 × 100 B, acknowledged once all of it is durable. The
   // peers issue one barrier at the end; sturdy hands the batch to the disk in 8 MiB slices as it
-  // stages them, so copying overlaps writing.
+  // stages them, so copying overlaps writing. One batch into a fresh store per round.
   const recs = Array.from({ length: 1_000_000 }, () => record(100))
-  // Three batches into the same store, the median rate: one batch is a single, noisy sample.
-  const rows = await withEach(async (store) => {
-    const rates = []
-    for (let i = 0; i < 3; i++) {
+  const rows = await inRounds([
+    ...(raw ? [rawRow('raw limit', () => raw(1e6 * frame(100), 1, 'append').cycles * 1e6)] : []),
+    ...storeRows(async (store) => {
       const start = performance.now()
       await store.appendBatch(recs)
-      rates.push(1e6 / ((performance.now() - start) / 1000))
-    }
-    return rates.sort((a, b) => a - b)[1]
-  })
-  if (raw) {
-    const r = raw(1e6 * frame(100), 1, 'append')
-    rows.unshift({ name: 'raw limit', value: r.cycles * 1e6 })
-  }
+      return 1e6 / ((performance.now() - start) / 1000)
+    }),
+  ])
   report('d', rows, 'records/s', 'higher')
 }
 
@@ -203,13 +207,15 @@ if (wanted('e') || wanted('f')) {
   // (f) sequential iteration over 4 KiB records (256 MiB per store).
   if (wanted('f')) {
     const batch = Array.from({ length: 4096 }, () => record(4096))
-    const rows = await withEach(async (store) => {
+    const readRate = async (store) => {
       for (let i = 0; i < 16; i++) await store.appendBatch(batch)
       let bytes = 0
       const start = performance.now()
       for await (const data of store.read()) bytes += data.length
       return bytes / ((performance.now() - start) / 1000) / 1e9
-    })
+    }
+    const rows = []
+    for (const row of storeRows(readRate)) rows.push({ name: row.name, value: await row.measure() })
     report('f', rows, 'GB/s', 'higher')
   }
 }
