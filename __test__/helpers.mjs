@@ -8,6 +8,16 @@ import { Wal, SturdyError } from '../dist/index.mjs'
 
 export { Wal, SturdyError }
 
+/** Every file under `dir` with its bytes (base64), to show that nothing was written. */
+export function fileBytes(dir) {
+  const out = {}
+  for (const sub of fs.readdirSync(dir, { recursive: true })) {
+    const p = path.join(dir, sub)
+    if (fs.statSync(p).isFile()) out[sub] = fs.readFileSync(p).toString('base64')
+  }
+  return out
+}
+
 /** Segment header length and frame layout (crate/segment.rs, crate/frame.rs). */
 export const SEGMENT_HEADER = 64
 export const FRAME_HEADER = 8

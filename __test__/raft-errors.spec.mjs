@@ -8,7 +8,7 @@ import test from 'ava'
 
 import { RaftLog, SturdyError } from '../dist/index.mjs'
 import { SimulatedDisk } from '../dist/testing.mjs'
-import { tmpDir } from './helpers.mjs'
+import { fileBytes, tmpDir } from './helpers.mjs'
 
 /** Small segments: tests run side by side on a shared disk. */
 const OPTS = { segmentBytes: 64 << 10 }
@@ -25,16 +25,6 @@ async function observe(log) {
     hard: await log.hardState(),
     entries: (await log.entries(0, log.lastIndex() + 1)).map((e) => [e.index, e.term, e.data.toString()]),
   }
-}
-
-/** Every file under `dir` with its bytes. */
-function files(dir) {
-  const out = {}
-  for (const sub of fs.readdirSync(dir, { recursive: true })) {
-    const p = path.join(dir, sub)
-    if (fs.statSync(p).isFile()) out[sub] = fs.readFileSync(p).toString('base64')
-  }
-  return out
 }
 
 /** A log holding 1..10 in terms 1 and 2, purged to 3, with a hard state. */
@@ -79,11 +69,11 @@ const badAppends = [
 async function rejectsAndChangesNothing(t, call) {
   const { dir, log } = await fixture(t)
   const before = await observe(log)
-  const bytes = files(dir)
+  const bytes = fileBytes(dir)
   await t.throwsAsync(call(log), { instanceOf: SturdyError, code: 'ERR_INVALID_ARG' })
   t.deepEqual(await observe(log), before)
   await log.flush()
-  t.deepEqual(files(dir), bytes, 'no byte written')
+  t.deepEqual(fileBytes(dir), bytes, 'no byte written')
   await log.close()
   const again = await RaftLog.open(dir, OPTS)
   t.deepEqual(await observe(again), before)

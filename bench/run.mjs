@@ -16,7 +16,6 @@ import { chart } from './chart.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3)
-const ROUNDS = Math.max(1, Math.floor(Number(process.env.BENCH_ROUNDS ?? 3)) || 1)
 const only = new Set(process.argv.slice(2))
 
 // ---------------------------------------------------------------------------------------------
@@ -42,7 +41,9 @@ try {
 
 const fmt = (v) => (v >= 1000 ? Math.round(v).toLocaleString('en-US') : v >= 100 ? v.toFixed(0) : v.toFixed(2))
 const scalar = (v) => (typeof v === 'object' ? v.p50 : v)
-console.log(`\nsturdy benchmarks — ${os.cpus().length} cores, ${os.cpus()[0]?.model ?? ''}, Node ${process.version}, ${SECONDS}s runs, (a)–(d) the median of ${ROUNDS} rounds`)
+// The rounds each row was measured in, as workloads.mjs ran them.
+const rounds = Object.values(results).find(({ rows }) => rows[0]?.rounds)?.rows[0].rounds.length ?? 1
+console.log(`\nsturdy benchmarks — ${os.cpus().length} cores, ${os.cpus()[0]?.model ?? ''}, Node ${process.version}, ${SECONDS}s runs${rounds > 1 ? `, (a)–(d) the median of ${rounds} rounds` : ''}`)
 console.log('raw limit: a C program doing pwrite + fdatasync of the same group size over zero-filled space (sturdy\'s default); raw (appending): the same, growing the file\n')
 for (const [w, { rows, unit, better }] of Object.entries(results)) {
   const us = rows.find((r) => r.name === 'sturdy')
@@ -54,10 +55,7 @@ for (const [w, { rows, unit, better }] of Object.entries(results)) {
     if (us && r !== us) {
       // How sturdy compares with this row: a speed-up over a peer, a share of a raw limit.
       const isRaw = r.name.startsWith('raw')
-      const compare = (ours, theirs) => {
-        const x = better === 'higher' ? ours / theirs : theirs / ours
-        return isRaw ? (better === 'higher' ? x : 1 / x) : x
-      }
+      const compare = (ours, theirs) => (isRaw || better === 'higher' ? ours / theirs : theirs / ours)
       const show = (x) => (isRaw && better === 'higher' ? `${(100 * x).toFixed(0)}%` : `${x.toFixed(2)}×`)
       const x = compare(scalar(us.value), v)
       ratio = isRaw ? (better === 'higher' ? `sturdy at ${show(x)} of it` : `sturdy p50 ${show(x)} of it`) : `sturdy ${show(x)}`

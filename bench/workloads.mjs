@@ -215,7 +215,7 @@ if (wanted('e') || wanted('f')) {
       return bytes / ((performance.now() - start) / 1000) / 1e9
     }
     const rows = []
-    for (const row of storeRows(readRate)) rows.push({ name: row.name, value: await row.measure() })
+    for (const peer of peers) rows.push({ name: peer.name, value: await onFreshStore(peer, readRate) })
     report('f', rows, 'GB/s', 'higher')
   }
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Code, Result, WalError};
 use crate::frame::{marker, read_u32, seal_record, FRAME_HEADER, MARKER_LEN, MARKER_TAG};
-use crate::log::Log;
+use crate::log::{Log, Options};
 use crate::segment::{encode_header, SEGMENT_HEADER};
 use crate::state::{SegState, SPARSE_GAP};
 use crate::store::Store;
@@ -314,6 +314,11 @@ const FILL_PIECE: u64 = 1 << 20;
 
 /// Zero-fill `[from, to)` of segment `base` piece by piece until done or `stop`ped, then make it
 /// durable. Returns where the filled space ends.
+/// How far a newly created segment is zero-filled: its header and the first preallocation step.
+fn zeroed_at_creation(opts: &Options) -> u64 {
+    opts.prealloc_step().max(SEGMENT_HEADER as u64)
+}
+
 fn fill_zeros(store: &dyn Store, base: u64, from: u64, to: u64, stop: &AtomicBool) -> Result<u64> {
     let mut at = from;
     while at < to && !stop.load(Ordering::Relaxed) {
@@ -348,6 +353,7 @@ impl Writer {
         };
         let zeroed = log.store.len(base)?;
         let fill_step = log.opts.prealloc_step();
+        let next_zeroed = zeroed_at_creation(&log.opts);
         let mut w = Writer {
             log,
             rx,
@@ -362,7 +368,7 @@ impl Writer {
             last_sparse,
             prepared: None,
             zeroed,
-            next_zeroed: 0,
+            next_zeroed,
             filling: None,
             fill_step,
             epoch_bytes: 0,
@@ -641,7 +647,7 @@ impl Writer {
             let from = self.zeroed.max(self.end);
             (self.base, from, (from + step).min(self.capacity))
         } else if self.end >= self.capacity / 2 && self.next_segment_created() {
-            let from = self.next_zeroed.max(self.log.opts.prealloc_step()).max(SEGMENT_HEADER as u64);
+            let from = self.next_zeroed;
             let capacity = self.log.opts.segment_bytes;
             if from >= capacity {
                 return Ok(());
@@ -654,8 +660,7 @@ impl Writer {
         let store = self.log.store.clone();
         if !store.prepares_in_background() {
             // (Only ever the active segment: nothing is prepared ahead on such a store.)
-            fill_zeros(&*store, base, from, to, &AtomicBool::new(false)).map_err(|e| WalError::poisoned(&e))?;
-            self.zeroed = to;
+            self.zeroed = fill_zeros(&*store, base, from, to, &AtomicBool::new(false)).map_err(|e| WalError::poisoned(&e))?;
             return Ok(());
         }
         let stop = Arc::new(AtomicBool::new(false));
@@ -722,7 +727,7 @@ impl Writer {
             Ok(h) => self.prepared = Some((base, Prep::Creating(h))),
             Err(_) => self.prepared = None, // created on demand instead
         }
-        self.next_zeroed = 0;
+        self.next_zeroed = zeroed_at_creation(&self.log.opts);
     }
 
     /// Make `base` (the segment after the active one) the active segment.
@@ -739,7 +744,7 @@ impl Writer {
         self.base = base;
         self.capacity = self.log.opts.segment_bytes;
         self.end = SEGMENT_HEADER as u64;
-        self.zeroed = self.log.opts.prealloc_step().max(self.next_zeroed).max(SEGMENT_HEADER as u64);
+        self.zeroed = self.next_zeroed;
         self.last_sparse = SEGMENT_HEADER as u64;
         self.prepare_next();
         Ok(())
@@ -750,7 +755,7 @@ impl Writer {
         self.finish_fill(0)?;
         if let Some((b, prep)) = self.prepared.take() {
             let _ = prep.wait();
-            self.next_zeroed = 0;
+            self.next_zeroed = zeroed_at_creation(&self.log.opts);
             self.log.store.remove(b)?;
         }
         Ok(())

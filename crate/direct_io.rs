@@ -38,8 +38,30 @@ pub const ALIGN: u64 = 4096;
 /// Bytes of the ring: the most one direct write stages (larger ones go in several), and how far
 /// back reads are served from memory. Allocated on the first write.
 pub const RING: u64 = 8 << 20;
-/// The padding of a write's last block.
-static ZEROS: [u8; ALIGN as usize] = [0; ALIGN as usize];
+/// Zeros for padding a write's last block and for zero-filling, aligned for direct writes. Static
+/// (untouched zero pages until read), not allocated per fill.
+#[repr(C, align(4096))]
+struct Zeros([u8; 1 << 20]);
+static ZEROS: Zeros = Zeros([0; 1 << 20]);
+
+/// Write zeros over `[from, to)` in 1 MiB pieces through `write(at, zeros)`.
+pub(crate) fn write_zeros<E>(from: u64, to: u64, mut write: impl FnMut(u64, &[u8]) -> Result<(), E>) -> Result<(), E> {
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS.0.len() as u64) as usize;
+        write(at, &ZEROS.0[..n])?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// The ring places of file positions `[pos, pos + len)`, `len` at most `RING`: `(offset, length)`
+/// of one span, or of two when they wrap around the ring's end.
+fn spans(pos: u64, len: usize) -> impl Iterator<Item = (usize, usize)> {
+    let at = (pos % RING) as usize;
+    let first = len.min(RING as usize - at);
+    [(at, first), (0, len - first)].into_iter().filter(|&(_, n)| n > 0)
+}
 
 pub(crate) fn align_down(n: u64) -> u64 {
     n & !(ALIGN - 1)
@@ -128,14 +150,12 @@ impl DirectWrites {
     ///
     /// # Safety
     /// The positions `[pos, pos + len)` must lie outside the window, and at most `RING` long.
-    unsafe fn put(&self, mut pos: u64, mut bytes: &[u8]) {
+    unsafe fn put(&self, pos: u64, bytes: &[u8]) {
         let ring = self.ring();
-        while !bytes.is_empty() {
-            let at = pos % RING;
-            let n = bytes.len().min((RING - at) as usize);
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), ring.add(at as usize), n);
-            pos += n as u64;
-            bytes = &bytes[n..];
+        let mut from = 0;
+        for (at, n) in spans(pos, bytes.len()) {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr().add(from), ring.add(at), n);
+            from += n;
         }
     }
 
@@ -156,13 +176,11 @@ impl DirectWrites {
             return false;
         }
         let ring = self.ring();
-        let (mut pos, mut to) = (pos, 0);
-        while to < buf.len() {
-            let at = pos % RING;
-            let n = (buf.len() - to).min((RING - at) as usize);
-            // SAFETY: inside the window (held locked), so no writer touches these bytes.
-            unsafe { std::ptr::copy_nonoverlapping(ring.add(at as usize), buf.as_mut_ptr().add(to), n) };
-            pos += n as u64;
+        let mut to = 0;
+        for (at, n) in spans(pos, buf.len()) {
+            // SAFETY: inside the window (held locked, at most `RING` long), so no writer touches
+            // these bytes.
+            unsafe { std::ptr::copy_nonoverlapping(ring.add(at), buf.as_mut_ptr().add(to), n) };
             to += n;
         }
         #[cfg(test)]
@@ -224,7 +242,7 @@ impl DirectWrites {
                 }
             }
             // SAFETY: as above (the padding ends at `padded`).
-            unsafe { self.put(at, &ZEROS[..(padded - at) as usize]) };
+            unsafe { self.put(at, &ZEROS.0[..(padded - at) as usize]) };
             self.write_out(file, align_down(piece_start), padded)?;
             lock(&self.window).end = at;
         }
@@ -232,39 +250,23 @@ impl DirectWrites {
     }
 
     /// Write the ring's bytes for file positions `[from, to)` (aligned, at most `RING` long) to
-    /// `file`, in two writes if they wrap around the ring's end.
+    /// `file`, in one write of two buffers if they wrap around the ring's end (both aligned,
+    /// since `RING` is a multiple of `ALIGN`).
     fn write_out(&self, file: &File, from: u64, to: u64) -> io::Result<()> {
         let ring = self.ring();
-        let mut at = from;
-        while at < to {
-            let place = at % RING;
-            let n = (to - at).min(RING - place) as usize;
+        let mut parts: [&[u8]; 2] = [&[], &[]];
+        let mut k = 0;
+        for (at, n) in spans(from, (to - from) as usize) {
             // SAFETY: in the ring; these bytes are only read, here and by readers.
-            let bytes = unsafe { std::slice::from_raw_parts(ring.add(place as usize), n) };
-            platform::pwritev_all(file, at, &[bytes])?;
-            at += n as u64;
+            parts[k] = unsafe { std::slice::from_raw_parts(ring.add(at), n) };
+            k += 1;
         }
-        Ok(())
+        platform::pwritev_all(file, from, &parts[..k])
     }
 }
 
 /// Write zeros over the whole blocks in `[from, to)` through the direct descriptor `file`: the
 /// partial blocks at either edge are left as they are (zero-filling only saves time).
 pub fn zero_fill(file: &File, from: u64, to: u64) -> io::Result<()> {
-    let (from, to) = (align_up(from), align_down(to));
-    if from >= to {
-        return Ok(());
-    }
-    // Allocated (and faulted in) once for the process, not per fill piece; only ever read.
-    static ZEROS_1M: OnceLock<Aligned> = OnceLock::new();
-    let zeros = ZEROS_1M.get_or_init(|| Aligned::new(1 << 20));
-    let mut at = from;
-    while at < to {
-        let n = (to - at).min(zeros.len as u64) as usize;
-        // SAFETY: `zeros` is at least `n` bytes long and never written after its allocation.
-        let bytes = unsafe { std::slice::from_raw_parts(zeros.ptr, n) };
-        platform::pwritev_all(file, at, &[bytes])?;
-        at += n as u64;
-    }
-    Ok(())
+    write_zeros(align_up(from), align_down(to), |at, zeros| platform::pwritev_all(file, at, &[zeros]))
 }

@@ -20,7 +20,7 @@ fn the_next_segment_is_zero_filled_while_small_epochs_fill_the_active_one() {
 
     let record = |i: usize, n: usize| -> Vec<u8> { (0..n).map(|k| (i * 31 + k) as u8 | 1).collect() };
     let mut written: Vec<(u64, Vec<u8>)> = Vec::new();
-    let mut append = |n: usize, written: &mut Vec<(u64, Vec<u8>)>| {
+    let append = |n: usize, written: &mut Vec<(u64, Vec<u8>)>| {
         let data = record(written.len(), n);
         let lsn = wal.append(&data).unwrap();
         written.push((lsn, data));

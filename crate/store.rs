@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::dir_lock::{Busy, DirLock};
-use crate::direct_io::{self, DirectWrites};
+use crate::direct_io::{self, write_zeros, DirectWrites};
 use crate::error::{Code, Result, WalError};
 use crate::log::DirectMode;
 use crate::platform;
@@ -44,20 +44,6 @@ pub trait Store: Send + Sync {
     fn prepares_in_background(&self) -> bool {
         true
     }
-}
-
-/// Write zeros over `[from, to)` in 1 MiB pieces through `write(at, zeros)`.
-fn write_zeros(from: u64, to: u64, mut write: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
-    // Static (zero pages until read), not allocated per call: fills call this once per piece.
-    static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
-    let zeros = &ZEROS;
-    let mut at = from;
-    while at < to {
-        let n = (to - at).min(zeros.len() as u64) as usize;
-        write(at, &zeros[..n])?;
-        at += n as u64;
-    }
-    Ok(())
 }
 
 /// Segment files in a directory, guarded by an advisory lock.

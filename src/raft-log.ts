@@ -486,7 +486,7 @@ export class RaftLog {
       dataBytes += len
     }
     this.#checkPosition(first, terms[0])
-    const checked = { first, terms, data, sizes, sameTerm: terms[0] === terms[n - 1] }
+    const checked = { first, terms, data, sizes }
     // One record when it fits the log's record limit; a record per entry otherwise.
     const batchLength = batchRecordLength(checked, dataBytes)
     if (n > 1 && batchLength <= this.#maxEntryBytes + ENTRY_HEADER) return new BatchRecord(checked, batchLength)
@@ -571,7 +571,7 @@ export class RaftLog {
 
   /** Entry `index` from the record at `lsn`, of either kind. */
   #decode(rec: Buffer, lsn: number, index: number): RaftEntry {
-    if (rec[0] === KIND_BATCH) return entryOf(new BatchView(rec, lsn), lsn, index)
+    if (rec[0] === KIND_BATCH) return new BatchView(rec, lsn).entry(index)
     const h = readEntryHeader(rec, lsn)
     if (h.index !== index) throw corruptRecord(lsn, `holds entry ${h.index}, expected ${index}`)
     return { index, term: h.term, data: rec.subarray(ENTRY_HEADER) }
@@ -587,17 +587,17 @@ export class RaftLog {
       // A batch record holds every wanted entry with its LSN (they are consecutive).
       while (out.length < lsns.length && lsns[out.length] === lsn) {
         const index = from + out.length
-        const e = batch ? entryOf(batch, lsn, index) : this.#decode(rec, lsn, index)
+        const e = batch ? batch.entry(index) : this.#decode(rec, lsn, index)
         if (out.length > 0 && bytes + e.data.length > maxBytes) return false
         bytes += e.data.length
         out.push(e)
       }
       return true
     }
-    let records = 1
-    for (let k = 1; k < lsns.length && records <= POINT_READS; k++) if (lsns[k] !== lsns[k - 1]) records++
-    if (records <= POINT_READS) {
-      const distinct = lsns.filter((lsn, k) => k === 0 || lsn !== lsns[k - 1])
+    // The records' LSNs, collected only while few enough for point reads.
+    const distinct = [lsns[0]]
+    for (let k = 1; k < lsns.length && distinct.length <= POINT_READS; k++) if (lsns[k] !== lsns[k - 1]) distinct.push(lsns[k])
+    if (distinct.length <= POINT_READS) {
       const recs = await this.#wal.readMany(distinct)
       for (let k = 0; k < recs.length && take(recs[k], distinct[k]); k++);
       return out
@@ -619,13 +619,4 @@ export class RaftLog {
     if (!limited && out.length < lsns.length) throw corruptRecord(lsns[out.length], `no record for entry ${from + out.length}`)
     return out
   }
-}
-
-/** Entry `index` from the batch record at `lsn`. */
-function entryOf(batch: BatchView, lsn: number, index: number): RaftEntry {
-  const k = index - batch.first
-  if (k < 0 || k >= batch.count) {
-    throw corruptRecord(lsn, `holds entries ${batch.first} to ${batch.first + batch.count - 1}, expected ${index}`)
-  }
-  return { index, term: batch.term(k), data: batch.data(k) }
 }

@@ -1,5 +1,6 @@
 import { SturdyError } from './errors.js'
 import type { RecordWriter } from './group.js'
+import type { RaftEntry } from './raft-log.js'
 
 /**
  * The records a {@link RaftLog} writes to its write-ahead log. Every record starts with a kind
@@ -80,14 +81,17 @@ export interface CheckedEntries {
   readonly terms: Float64Array
   readonly data: (Uint8Array | string)[]
   readonly sizes: Float64Array
-  /** Whether every entry has the first one's term. */
-  readonly sameTerm: boolean
+}
+
+/** Whether every entry has the first one's term (terms never decrease within an append). */
+function oneTerm(terms: Float64Array): boolean {
+  return terms[0] === terms[terms.length - 1]
 }
 
 /** Bytes of the BATCH record holding `entries`. @internal */
 export function batchRecordLength(entries: CheckedEntries, dataBytes: number): number {
   const n = entries.terms.length
-  return ENTRY_HEADER + (entries.sameTerm ? 0 : 8 * n) + 4 * n + dataBytes
+  return ENTRY_HEADER + (oneTerm(entries.terms) ? 0 : 8 * n) + 4 * n + dataBytes
 }
 
 /**
@@ -112,8 +116,9 @@ export class BatchRecord implements EntryRecords {
   }
 
   write(_k: number, buf: Buffer, at: number): void {
-    const { first, terms, data, sizes, sameTerm } = this.entries
+    const { first, terms, data, sizes } = this.entries
     const n = terms.length
+    const sameTerm = oneTerm(terms)
     buf[at] = KIND_BATCH
     buf[at + 1] = sameTerm ? 0 : VARIED_TERMS
     putU32(buf, at + 2, n)
@@ -174,9 +179,6 @@ export class BatchView {
   readonly #lsn: number
   readonly #term: number
   readonly #varied: boolean
-  /** Where the lengths, and the data, begin. */
-  readonly #lengthsAt: number
-  readonly #dataAt: number
   /** Data offset of each entry, and the record's end. */
   readonly #starts: Float64Array
 
@@ -188,12 +190,12 @@ export class BatchView {
     this.#varied = (rec[1] & VARIED_TERMS) !== 0
     this.#rec = rec
     this.#lsn = lsn
-    this.#lengthsAt = ENTRY_HEADER + (this.#varied ? 8 * this.count : 0)
-    this.#dataAt = this.#lengthsAt + 4 * this.count
-    if (this.count === 0 || this.#dataAt > rec.length) throw corruptRecord(lsn, `a batch of ${this.count} entries in ${rec.length} bytes`)
+    const lengthsAt = ENTRY_HEADER + (this.#varied ? 8 * this.count : 0)
+    const dataAt = lengthsAt + 4 * this.count
+    if (this.count === 0 || dataAt > rec.length) throw corruptRecord(lsn, `a batch of ${this.count} entries in ${rec.length} bytes`)
     this.#starts = new Float64Array(this.count + 1)
-    let total = (this.#starts[0] = this.#dataAt)
-    for (let k = 0; k < this.count; k++) this.#starts[k + 1] = total += rec.readUInt32LE(this.#lengthsAt + 4 * k)
+    let total = (this.#starts[0] = dataAt)
+    for (let k = 0; k < this.count; k++) this.#starts[k + 1] = total += rec.readUInt32LE(lengthsAt + 4 * k)
     if (total !== rec.length) throw corruptRecord(lsn, `a batch whose entries take ${total} bytes, in a record of ${rec.length}`)
   }
 
@@ -213,6 +215,15 @@ export class BatchView {
   /** Data of entry `first + k`, a view into the record. */
   data(k: number): Buffer {
     return this.#rec.subarray(this.#starts[k], this.#starts[k + 1])
+  }
+
+  /** Entry `index`, which this record must hold. */
+  entry(index: number): RaftEntry {
+    const k = index - this.first
+    if (k < 0 || k >= this.count) {
+      throw corruptRecord(this.#lsn, `holds entries ${this.first} to ${this.first + this.count - 1}, expected ${index}`)
+    }
+    return { index, term: this.term(k), data: this.data(k) }
   }
 }
 
