@@ -135,6 +135,16 @@ pub struct Chunk {
     pub done: bool,
 }
 
+/// Where a chunk read starts: a position in segment `base`, the index point at or before it, the
+/// segment's durable end and the segment after it.
+struct ChunkSpan {
+    base: u64,
+    pos: u64,
+    start: u64,
+    end: u64,
+    next_seg: Option<u64>,
+}
+
 pub struct Log {
     pub store: Arc<dyn Store>,
     pub opts: Options,
@@ -273,26 +283,46 @@ impl Log {
     }
 
     /// Records from the first one at or after `from`, about `max_bytes` of them (at least one).
+    /// A read that loses a race with `truncate_before` (its segment removed after it was found)
+    /// starts again from the new first record, as it would had it come after.
     pub fn read_chunk(&self, from: u64, max_bytes: usize) -> Result<Chunk> {
         self.check_open()?;
-        let (base, pos, start, end, next_seg) = {
-            let st = self.state();
-            let from = from.max(st.first_lsn);
-            let empty = || Chunk { data: Vec::new(), lsns: Vec::new(), bounds: Vec::new(), next: st.next_lsn, done: true };
-            if from >= st.next_lsn {
-                return Ok(empty());
-            }
-            let (&base, seg) = match st.segs.range(..=from).next_back() {
-                Some((b, s)) if from - b < s.end => (b, s),
-                _ => match st.segs.range(from + 1..).next() {
-                    Some(x) => x,
-                    None => return Ok(empty()),
-                },
+        loop {
+            let span = match self.chunk_span(from) {
+                Ok(span) => span,
+                Err(empty) => return Ok(empty),
             };
-            let pos = from.saturating_sub(base).max(SEGMENT_HEADER as u64);
-            let next_seg = st.segs.range(base + 1..).next().map(|(b, _)| *b);
-            (base, pos, seg.floor(pos), seg.end, next_seg)
+            match self.read_span(&span, max_bytes) {
+                // Each retry finds the removed segment gone: it ends once truncation stops.
+                Err(_) if !self.state().segs.contains_key(&span.base) => continue,
+                read => return read,
+            }
+        }
+    }
+
+    /// Where a chunk read from `from` starts, or the empty chunk if nothing lies at or after it.
+    fn chunk_span(&self, from: u64) -> std::result::Result<ChunkSpan, Chunk> {
+        let st = self.state();
+        let from = from.max(st.first_lsn);
+        let empty = || Chunk { data: Vec::new(), lsns: Vec::new(), bounds: Vec::new(), next: st.next_lsn, done: true };
+        if from >= st.next_lsn {
+            return Err(empty());
+        }
+        let (&base, seg) = match st.segs.range(..=from).next_back() {
+            Some((b, s)) if from - b < s.end => (b, s),
+            _ => match st.segs.range(from + 1..).next() {
+                Some(x) => x,
+                None => return Err(empty()),
+            },
         };
+        let pos = from.saturating_sub(base).max(SEGMENT_HEADER as u64);
+        let next_seg = st.segs.range(base + 1..).next().map(|(b, _)| *b);
+        Ok(ChunkSpan { base, pos, start: seg.floor(pos), end: seg.end, next_seg })
+    }
+
+    /// Read the records of one segment from `span.pos`, about `max_bytes` of them.
+    fn read_span(&self, span: &ChunkSpan, max_bytes: usize) -> Result<Chunk> {
+        let &ChunkSpan { base, pos, start, end, next_seg } = span;
         let mut reader = SegmentReader::new(self.store.as_ref(), base, end, 8192);
         let mut q = start;
         while q < pos {

@@ -1,6 +1,7 @@
 //! Reads racing `truncate_before` on real files: a reader that found a record and then finds
-//! its segment file removed must report `NotFound` — the answer it would get a moment later —
-//! never an I/O error, which callers (the stream store replanning a read) cannot tell from damage.
+//! its segment file removed must report `NotFound`, and a chunk read must start again from the
+//! new first record — the answers they would get a moment later — never an I/O error, which
+//! callers (the stream store replanning a read, an iterator) cannot tell from damage.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -54,5 +55,41 @@ fn a_read_racing_truncate_before_finds_the_record_or_not_found() {
         (found, gone) = (found + f, gone + g);
     }
     assert!(found > 0 && gone > 0, "the reads never raced the truncation: {found} found, {gone} not found");
+    wal.close().unwrap();
+}
+
+#[test]
+fn a_chunk_read_racing_truncate_before_starts_at_the_new_first_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options { segment_bytes: 8192, max_record_bytes: 1024, preallocate: false, ..Options::default() };
+    let wal = Arc::new(Wal::open_dir(dir.path(), opts).unwrap());
+    let record = vec![7u8; 500];
+    let lsns: Vec<u64> = (0..3000).map(|_| wal.append(&record).unwrap()).collect();
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (wal, done) = (wal.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut chunks = 0u64;
+                while !done.load(Ordering::Acquire) {
+                    // From the first record: the segment truncation is about to remove.
+                    let from = wal.log.bounds().0;
+                    let chunk = wal.log.read_chunk(from, 4096).unwrap_or_else(|e| panic!("a chunk read racing truncation failed with {e}"));
+                    assert!(!chunk.lsns.is_empty(), "a chunk of a non-empty log came back empty");
+                    assert!(chunk.lsns[0] >= from as f64, "the chunk starts before where it was asked to");
+                    let bounds = &chunk.bounds;
+                    assert!(bounds.chunks(2).all(|b| b[1] - b[0] == 500), "a record came back with the wrong length");
+                    chunks += 1;
+                }
+                chunks
+            })
+        })
+        .collect();
+    for k in (0..lsns.len() - 20).step_by(5) {
+        wal.truncate_before(lsns[k]).unwrap();
+    }
+    done.store(true, Ordering::Release);
+    let chunks: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert!(chunks > 0, "no chunk was read while truncating");
     wal.close().unwrap();
 }
