@@ -771,41 +771,45 @@ impl Writer {
         }
         let (base, pos, _) = self.log.locate(lsn).map_err(|e| if e.code == Code::NotFound { WalError::invalid(e.message) } else { e })?;
         self.finish_fill(0)?;
+        // Readers see the cut before any file changes under them (see `Log::retry_truncated`).
+        let later: Vec<u64> = {
+            let mut st = self.log.state_for_truncation();
+            let later: Vec<u64> = st.segs.range(base + 1..).map(|(b, _)| *b).rev().collect();
+            for b in &later {
+                st.segs.remove(b);
+            }
+            let seg = st.segs.get_mut(&base).expect("segment of a located record");
+            seg.end = pos;
+            seg.sparse.retain(|&p| p < pos || p == SEGMENT_HEADER as u64);
+            if seg.first_record.is_some_and(|f| f >= pos) {
+                seg.first_record = None;
+            }
+            self.capacity = seg.capacity;
+            self.last_sparse = *seg.sparse.last().unwrap();
+            st.refresh_bounds();
+            later
+        };
+        self.base = base;
+        self.end = pos;
         // Later segments go first, newest first: a crash part-way leaves a prefix of the log.
-        let later: Vec<u64> = self.log.state().segs.range(base + 1..).map(|(b, _)| *b).rev().collect();
         if !later.is_empty() {
             self.discard_prepared()?;
         }
         for b in later {
             self.log.store.remove(b)?;
-            self.log.state.write().unwrap_or_else(|p| p.into_inner()).segs.remove(&b);
         }
         self.log.store.truncate(base, pos)?;
         self.log.store.sync(base).map_err(|e| WalError::poisoned(&e))?;
         if self.log.opts.preallocate {
             // Zero-fill the rest again so later barriers stay cheap — only once the cut is
             // durable: zeros landing over old frames before it would look like damage.
-            let capacity = self.log.state().segs[&base].capacity;
-            let to = (pos + self.log.opts.prealloc_step()).min(capacity);
+            let to = (pos + self.log.opts.prealloc_step()).min(self.capacity);
             self.log.store.zero_fill(base, pos, to)?;
             self.log.store.sync(base).map_err(|e| WalError::poisoned(&e))?;
             self.zeroed = to;
         } else {
             self.zeroed = pos;
         }
-        let mut st = self.log.state.write().unwrap_or_else(|p| p.into_inner());
-        let seg = st.segs.get_mut(&base).expect("segment of a located record");
-        seg.end = pos;
-        seg.sparse.retain(|&p| p < pos || p == SEGMENT_HEADER as u64);
-        if seg.first_record.is_some_and(|f| f >= pos) {
-            seg.first_record = None;
-        }
-        self.base = base;
-        self.capacity = seg.capacity;
-        self.end = pos;
-        self.last_sparse = *seg.sparse.last().unwrap();
-        st.refresh_bounds();
-        drop(st);
         self.prepare_next();
         Ok(())
     }
@@ -826,11 +830,10 @@ impl Writer {
             }
         }
         // Oldest first, each removal durable before the next: a crash leaves a suffix. Each
-        // segment leaves the state before its file goes, so a read that finds its file gone also
-        // finds its LSN below the first (see `Log::read`).
+        // segment leaves the state before its file goes (see `Log::retry_truncated`).
         for b in doomed {
             {
-                let mut st = self.log.state.write().unwrap_or_else(|p| p.into_inner());
+                let mut st = self.log.state_for_truncation();
                 st.segs.remove(&b);
                 st.refresh_bounds();
             }

@@ -1,8 +1,8 @@
 //! The log: options, open (with recovery), and reads. All writes happen on the committer
 //! thread (`committer.rs`); readers see only durable data.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::error::{Code, Result, WalError};
 use crate::frame::{frame_crc, read_u32, FRAME_HEADER, MARKER_LEN, MARKER_TAG, MAX_PAYLOAD};
@@ -152,6 +152,8 @@ pub struct Log {
     pub report: RecoveryReport,
     poison: Mutex<Option<WalError>>,
     closed: AtomicBool,
+    /// Truncations begun: each takes records out of the state before it changes any file.
+    truncations: AtomicU64,
 }
 
 fn not_found(lsn: u64, why: &str) -> WalError {
@@ -169,11 +171,35 @@ impl Log {
             report,
             poison: Mutex::new(None),
             closed: AtomicBool::new(false),
+            truncations: AtomicU64::new(0),
         }))
     }
 
     pub fn state(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The state, locked for a truncation that is about to take records out of it and then
+    /// change the files: readers that fail meanwhile know to try again.
+    pub fn state_for_truncation(&self) -> RwLockWriteGuard<'_, State> {
+        let st = self.state.write().unwrap_or_else(|p| p.into_inner());
+        self.truncations.fetch_add(1, Ordering::SeqCst);
+        st
+    }
+
+    /// Run `read`, again whenever a truncation began meanwhile: it may have found records in
+    /// the state whose files then changed under it (a segment removed, a file cut and written
+    /// anew), and failed or read bytes that are no longer those records. Run again, it sees the
+    /// log as truncated — `NotFound`, or the records that followed — which is the answer it
+    /// would have had a moment later. Each retry needs another truncation, so this ends.
+    fn retry_truncated<T>(&self, read: impl Fn() -> Result<T>) -> Result<T> {
+        loop {
+            let seen = self.truncations.load(Ordering::SeqCst);
+            let outcome = read();
+            if self.truncations.load(Ordering::SeqCst) == seen {
+                return outcome;
+            }
+        }
     }
 
     pub fn bounds(&self) -> (u64, u64) {
@@ -262,12 +288,10 @@ impl Log {
         Ok(None)
     }
 
-    /// The payload of the record at `lsn`, checksum verified. A read that loses a race with
-    /// `truncate_before` (its segment removed after it was found) reports `NotFound`, as it would
-    /// had it come after.
+    /// The payload of the record at `lsn`, checksum verified.
     pub fn read(&self, lsn: u64) -> Result<Vec<u8>> {
         self.check_open()?;
-        self.read_record(lsn).map_err(|e| if lsn < self.bounds().0 { not_found(lsn, "it was truncated while being read") } else { e })
+        self.retry_truncated(|| self.read_record(lsn))
     }
 
     fn read_record(&self, lsn: u64) -> Result<Vec<u8>> {
@@ -283,21 +307,12 @@ impl Log {
     }
 
     /// Records from the first one at or after `from`, about `max_bytes` of them (at least one).
-    /// A read that loses a race with `truncate_before` (its segment removed after it was found)
-    /// starts again from the new first record, as it would had it come after.
     pub fn read_chunk(&self, from: u64, max_bytes: usize) -> Result<Chunk> {
         self.check_open()?;
-        loop {
-            let span = match self.chunk_span(from) {
-                Ok(span) => span,
-                Err(empty) => return Ok(empty),
-            };
-            match self.read_span(&span, max_bytes) {
-                // Each retry finds the removed segment gone: it ends once truncation stops.
-                Err(_) if !self.state().segs.contains_key(&span.base) => continue,
-                read => return read,
-            }
-        }
+        self.retry_truncated(|| match self.chunk_span(from) {
+            Ok(span) => self.read_span(&span, max_bytes),
+            Err(empty) => Ok(empty),
+        })
     }
 
     /// Where a chunk read from `from` starts, or the empty chunk if nothing lies at or after it.

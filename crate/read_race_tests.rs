@@ -1,7 +1,7 @@
-//! Reads racing `truncate_before` on real files: a reader that found a record and then finds
-//! its segment file removed must report `NotFound`, and a chunk read must start again from the
-//! new first record — the answers they would get a moment later — never an I/O error, which
-//! callers (the stream store replanning a read, an iterator) cannot tell from damage.
+//! Reads racing truncations on real files: a reader that found a record and then finds its
+//! segment file removed or cut must report `NotFound`, and a chunk read must return what is left
+//! of the log — the answers they would get a moment later — never an I/O or corruption error,
+//! which callers (the stream store replanning a read, a Raft follower) cannot tell from damage.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -91,5 +91,62 @@ fn a_chunk_read_racing_truncate_before_starts_at_the_new_first_record() {
     done.store(true, Ordering::Release);
     let chunks: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
     assert!(chunks > 0, "no chunk was read while truncating");
+    wal.close().unwrap();
+}
+
+#[test]
+fn a_read_racing_truncate_from_finds_the_record_or_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options { segment_bytes: 8192, max_record_bytes: 1024, preallocate: false, ..Options::default() };
+    let wal = Arc::new(Wal::open_dir(dir.path(), opts).unwrap());
+    let record = vec![7u8; 500];
+    let mut lsns: Vec<u64> = (0..3000).map(|_| wal.append(&record).unwrap()).collect();
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|t| {
+            let (wal, lsns, done) = (wal.clone(), lsns.clone(), done.clone());
+            std::thread::spawn(move || {
+                let (mut found, mut gone, mut chunks) = (0u64, 0u64, 0u64);
+                let mut i = t;
+                while !done.load(Ordering::Acquire) {
+                    // Just below the end: where truncation is about to cut.
+                    let next = wal.log.bounds().1;
+                    let k = lsns.partition_point(|&l| l < next).saturating_sub(1 + i % 8);
+                    match wal.log.read(lsns[k]) {
+                        Ok(data) => {
+                            assert_eq!(data.len(), 500);
+                            found += 1;
+                        }
+                        Err(e) => {
+                            assert_eq!(e.code, Code::NotFound, "a read racing truncation failed with {e}");
+                            gone += 1;
+                        }
+                    }
+                    let chunk = wal.log.read_chunk(lsns[k], 4096).unwrap_or_else(|e| panic!("a chunk read racing truncation failed with {e}"));
+                    assert!(chunk.bounds.chunks(2).all(|b| b[1] - b[0] == 500), "a record came back with the wrong length");
+                    chunks += 1;
+                    i += 1;
+                }
+                (found, gone, chunks)
+            })
+        })
+        .collect();
+    // Cut a few records at a time, refilling now and then so the cuts cross segments.
+    for round in 0..600 {
+        let cut = lsns.len() - 3;
+        wal.truncate_from(lsns[cut]).unwrap();
+        lsns.truncate(cut);
+        if round % 50 == 49 {
+            lsns.extend((0..120).map(|_| wal.append(&record).unwrap()));
+        }
+    }
+    done.store(true, Ordering::Release);
+    let (mut found, mut gone) = (0, 0);
+    for r in readers {
+        let (f, g, c) = r.join().unwrap();
+        assert!(c > 0);
+        (found, gone) = (found + f, gone + g);
+    }
+    assert!(found > 0 && gone > 0, "the reads never raced the truncation: {found} found, {gone} not found");
     wal.close().unwrap();
 }
