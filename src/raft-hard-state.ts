@@ -79,8 +79,9 @@ function decode(rec: Buffer, lsn: number): HardState {
  * as new ones fill, so the store stays a few segments long.
  *
  * Why not the entries' log: Raft saves its vote on a different path from its appends, and here
- * a save never waits behind a large append's write, and purging or resetting the entries can
- * never drop it.
+ * a new term or vote never waits behind a large append's write, and purging or resetting the
+ * entries can never drop it. (A raised commit index does wait for the entries before it: see
+ * `RaftLog.saveHardState`.)
  *
  * @internal
  */
@@ -113,19 +114,24 @@ export class HardStateStore {
     return this.#current === undefined ? undefined : { ...this.#current }
   }
 
-  /** Validate `state` synchronously, then write it; the promise resolves once it is durable. */
-  save(state: HardState): Promise<void> {
+  /**
+   * Validate `state` synchronously; the function returned writes it, and its promise resolves
+   * once it is durable. Writes land in the order the functions are called.
+   */
+  prepare(state: HardState): () => Promise<void> {
     const rec = encode(state)
-    const saved = this.#wal.append(rec)
-    const seq = ++this.#issued
-    return saved.then(async (lsn) => {
-      // Only a durable state becomes current, and never an older one over a newer one.
-      if (seq > this.#durableSeq) {
-        this.#durableSeq = seq
-        this.#current = decode(rec, -1)
-      }
-      if (lsn - this.#wal.firstLsn > 2 * SEGMENT_BYTES) await this.#wal.truncateBefore(lsn)
-    })
+    return () => {
+      const saved = this.#wal.append(rec)
+      const seq = ++this.#issued
+      return saved.then(async (lsn) => {
+        // Only a durable state becomes current, and never an older one over a newer one.
+        if (seq > this.#durableSeq) {
+          this.#durableSeq = seq
+          this.#current = decode(rec, -1)
+        }
+        if (lsn - this.#wal.firstLsn > 2 * SEGMENT_BYTES) await this.#wal.truncateBefore(lsn)
+      })
+    }
   }
 
   close(): Promise<void> {

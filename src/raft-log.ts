@@ -192,6 +192,8 @@ export class RaftLog {
   #seq = 0
   /** Settles once every write issued so far has settled (and its LSNs are in the index). */
   #lastWrite: Promise<void> = Promise.resolve()
+  /** Settles once every hard-state save called so far has been handed to the hard-state log. */
+  #lastSave: Promise<void> = Promise.resolve()
   /** Reads in flight: segments are dropped only once those that began before are done. */
   readonly #reads = new Set<Promise<unknown>>()
   /** Segment drops and hard-state saves in flight, for `flush` and `close`. */
@@ -389,15 +391,32 @@ export class RaftLog {
    * Save the hard state; it is durable when this resolves, and so is every operation called
    * before it (a commit index never gets ahead of the entries it covers). Bad input rejects and
    * saves nothing.
+   *
+   * A save that raises the commit index above the newest durable one is written only once the
+   * entries called before it are durable: written sooner, a power loss could keep it and lose
+   * them. Any other save (a new term or vote) is written at once, unless an earlier save is still
+   * waiting: saves land in the order they were called, so an older vote never lands last.
    */
   async saveHardState(state: HardState): Promise<void> {
     this.#checkWritable()
-    const earlier = this.#lastWrite
-    const saved = this.#hard.save(state).catch((e: unknown) => {
+    const write = this.#hard.prepare(state)
+    const raisesCommit = state.commit > (this.#hard.current?.commit ?? 0)
+    const turn = raisesCommit ? Promise.all([this.#lastSave, this.#lastWrite]) : this.#lastSave
+    // The write itself is wrapped so that `issued` settles once it is handed to the hard-state
+    // log, not once it is durable: the next save need only follow it there.
+    const issued = turn.then(() => {
+      if (this.#failure !== undefined) throw this.#poisoned()
+      return { durable: write() }
+    })
+    this.#lastSave = issued.then(
+      () => {},
+      () => {},
+    )
+    const saved = issued.then(({ durable }) => durable).catch((e: unknown) => {
       throw this.#fail(e)
     })
     await this.#inBackground(
-      Promise.all([saved, earlier]).then(() => {
+      Promise.all([saved, this.#lastWrite]).then(() => {
         if (this.#failure !== undefined) throw this.#poisoned()
       }),
     )
