@@ -160,6 +160,16 @@ test('segment files never grow past segmentBytes', async (t) => {
   )
 })
 
+test('the default maxRecordBytes of segments just over 4 GiB is the usual 16 MiB', async (t) => {
+  const dir = tmpDir(t)
+  // 2^32 + 1000 bytes: a cast to 32 bits before taking the minimum once made the default 904.
+  const wal = await Wal.open(dir, { segmentBytes: 2 ** 32 + 1000 })
+  const lsn = await wal.append(bytes(4096, 3))
+  t.deepEqual(Buffer.from(await wal.read(lsn)), Buffer.from(bytes(4096, 3)))
+  await rejectsWith(t, wal.append(bytes((16 << 20) + 1, 4)), 'ERR_RECORD_TOO_LARGE')
+  await wal.close()
+})
+
 test('LSNs beyond 2^32 work end to end (a log whose oldest segment starts at 2^40)', async (t) => {
   // What a long-lived log looks like after truncateBefore dropped its early segments.
   const dir = tmpDir(t)

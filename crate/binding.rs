@@ -67,7 +67,7 @@ impl NativeOptions {
         match self.max_record_bytes {
             Some(v) => o.max_record_bytes = u32::try_from(lsn_arg("maxRecordBytes", v)?).map_err(|_| WalError::invalid("maxRecordBytes is too large"))?,
             // By default, as large as the segments allow, up to the default.
-            None => o.max_record_bytes = o.max_record_bytes.min(o.segment_bytes.saturating_sub(crate::log::SEGMENT_OVERHEAD) as u32),
+            None => o.max_record_bytes = o.segment_bytes.saturating_sub(crate::log::SEGMENT_OVERHEAD).min(o.max_record_bytes as u64) as u32,
         }
         o.recovery = match self.recovery.as_deref() {
             None | Some("strict") => RecoveryMode::Strict,

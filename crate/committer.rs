@@ -577,6 +577,10 @@ impl Writer {
         let overlap = self.overlap && writes.len() == 1 && writes[0].base == self.base;
         if !overlap {
             self.turns.wait_for(seq);
+            // An earlier epoch's barrier may have failed meanwhile: nothing may follow it.
+            if let Some(p) = self.log.poisoned() {
+                return Err(WalError::poisoned(&p));
+            }
         }
         // What a marker may claim was durable: everything before it, unless earlier epochs are
         // still syncing — then only what has been published.

@@ -312,3 +312,46 @@ fn overlapping_barriers_survive_simulated_power_loss() {
         }
     }
 }
+
+/// A barrier fails while the next epoch waits for it before beginning a new segment (epochs that
+/// rotate segments do not overlap). That epoch must stop: no record it carries may be published,
+/// and nothing it writes may claim the failed epoch's bytes were durable.
+#[test]
+fn an_epoch_waiting_on_a_failed_barrier_publishes_nothing() {
+    use crate::simdisk::FaultKind;
+    use std::sync::Mutex;
+    for seed in 0..80u64 {
+        let disk = SimDisk::new(seed);
+        disk.set_concurrent(true);
+        let opts = Options { segment_bytes: 4096, max_record_bytes: 900, ..Options::default() };
+        let wal = Arc::new(Wal::open(Arc::new(disk.open_store("log").unwrap()), opts.clone()).unwrap());
+        disk.inject(FaultKind::Sync, 4 + seed % 40, 5); // EIO
+        let acked: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let threads: Vec<_> = (0..4u8)
+            .map(|t| {
+                let (wal, acked) = (wal.clone(), acked.clone());
+                std::thread::spawn(move || {
+                    for i in 0..60u8 {
+                        match wal.append(&[t, i].repeat(150)) {
+                            Ok(lsn) => acked.lock().unwrap().push(lsn),
+                            Err(e) => {
+                                assert!(matches!(e.code, Code::Io | Code::Poisoned), "seed {seed}: unexpected {e}");
+                                return;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let acked = acked.lock().unwrap().clone();
+        for (lsn, _) in wal.records(0).unwrap() {
+            assert!(acked.contains(&lsn), "seed {seed}: the log shows a record at {lsn} whose append failed");
+        }
+        drop(wal);
+        disk.crash(CrashPlan::default());
+        Wal::open(Arc::new(disk.open_store("log").unwrap()), opts).unwrap_or_else(|e| panic!("seed {seed}: recovery failed after a failed barrier and a crash: {e}"));
+    }
+}

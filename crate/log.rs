@@ -385,12 +385,17 @@ impl Log {
     }
 }
 
-/// Size of the (already validated) frame at `pos`.
+/// Size of the frame at `pos`, validated when it was written or recovered. Bytes that no longer
+/// hold it (a file cut and written anew under a reader) must still not send a walk past the end.
 fn frame_len_at(reader: &mut SegmentReader, base: u64, pos: u64) -> Result<u64> {
     let h = reader.get(pos, FRAME_HEADER)?;
     if h.len() < FRAME_HEADER {
         return Err(WalError::corrupt(&file_name(base), pos, "frame header past the end of the segment"));
     }
     let len = read_u32(h, 4);
-    Ok(if len == MARKER_TAG { MARKER_LEN as u64 } else { FRAME_HEADER as u64 + len as u64 })
+    let size = if len == MARKER_TAG { MARKER_LEN as u64 } else { FRAME_HEADER as u64 + len as u64 };
+    if pos + size > reader.size() {
+        return Err(WalError::corrupt(&file_name(base), pos, "frame runs past the end of the segment"));
+    }
+    Ok(size)
 }

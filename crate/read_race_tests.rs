@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::error::Code;
 use crate::log::Options;
+use crate::store::Store;
 use crate::wal::Wal;
 
 #[test]
@@ -148,5 +149,20 @@ fn a_read_racing_truncate_from_finds_the_record_or_not_found() {
         (found, gone) = (found + f, gone + g);
     }
     assert!(found > 0 && gone > 0, "the reads never raced the truncation: {found} found, {gone} not found");
+    wal.close().unwrap();
+}
+
+#[test]
+fn a_chunk_read_over_bytes_changed_under_it_fails_cleanly() {
+    // What a reader holding a stale view can find: a frame whose length no longer fits the
+    // segment (its file cut and written anew). It must fail (and so be retried), not panic.
+    let store = Arc::new(crate::store::MemStore::new());
+    let opts = Options { segment_bytes: 1 << 20, max_record_bytes: 1024, ..Options::default() };
+    let wal = Wal::open(store.clone(), opts).unwrap();
+    let lsns: Vec<u64> = (0..4).map(|_| wal.append(&[7u8; 500]).unwrap()).collect();
+    let (base, pos, _) = wal.log.locate(lsns[0]).unwrap();
+    store.write_at(base, pos + 4, &[&u32::MAX.wrapping_sub(1).to_le_bytes()]).unwrap();
+    let err = wal.log.read_chunk(lsns[2], 4096).err().expect("a walk over a damaged frame fails");
+    assert_eq!(err.code, Code::Corrupt, "{err}");
     wal.close().unwrap();
 }
