@@ -312,13 +312,13 @@ struct Fill {
 /// Zero-fills go in pieces of this size, so that a fill asked to stop stops soon.
 const FILL_PIECE: u64 = 1 << 20;
 
-/// Zero-fill `[from, to)` of segment `base` piece by piece until done or `stop`ped, then make it
-/// durable. Returns where the filled space ends.
 /// How far a newly created segment is zero-filled: its header and the first preallocation step.
 fn zeroed_at_creation(opts: &Options) -> u64 {
     opts.prealloc_step().max(SEGMENT_HEADER as u64)
 }
 
+/// Zero-fill `[from, to)` of segment `base` piece by piece until done or `stop`ped, then make it
+/// durable. Returns where the filled space ends.
 fn fill_zeros(store: &dyn Store, base: u64, from: u64, to: u64, stop: &AtomicBool) -> Result<u64> {
     let mut at = from;
     while at < to && !stop.load(Ordering::Relaxed) {
@@ -328,7 +328,8 @@ fn fill_zeros(store: &dyn Store, base: u64, from: u64, to: u64, stop: &AtomicBoo
         store.zero_fill(base, at, next)?;
         at = next;
     }
-    store.sync(base)?;
+    // Through a descriptor of its own: a write-back error stays for the barriers to report.
+    store.sync_apart(base)?;
     Ok(at)
 }
 

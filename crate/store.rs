@@ -35,6 +35,13 @@ pub trait Store: Send + Sync {
     fn sync(&self, base: u64) -> Result<()>;
     /// Release files and locks; the store is not used afterwards.
     fn close(&self) {}
+    /// The barrier for segment `base` on a thread other than the committer's (a background
+    /// zero-fill), through a descriptor of its own. Linux reports a write-back error once per open
+    /// file description: a sync through the shared one could take the report from a concurrent
+    /// barrier, which would then return success over lost pages.
+    fn sync_apart(&self, base: u64) -> Result<()> {
+        self.sync(base)
+    }
     /// Write zeros over `[from, to)` of segment `base` (not yet durable: call `sync`).
     fn zero_fill(&self, base: u64, from: u64, to: u64) -> Result<()> {
         write_zeros(from, to, |at, zeros| self.write_at(base, at, &[zeros]))
@@ -283,6 +290,11 @@ impl Store for FileStore {
 
     fn sync(&self, base: u64) -> Result<()> {
         platform::durable_sync(&*self.file(base)?).map_err(|e| seg_err("syncing", base, e))
+    }
+
+    fn sync_apart(&self, base: u64) -> Result<()> {
+        let file = OpenOptions::new().read(true).write(true).open(self.dir.join(file_name(base))).map_err(|e| seg_err("opening", base, e))?;
+        platform::durable_sync(&file).map_err(|e| seg_err("syncing", base, e))
     }
 
     fn close(&self) {
