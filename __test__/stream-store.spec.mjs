@@ -837,3 +837,16 @@ test('a read spanning many chunks (past the few read on the event loop) returns 
   t.true(r.upToDate)
   await store.close()
 })
+
+test('close releases a wait for data at the tail instead of leaving it to its timeout', async (t) => {
+  const store = await StreamStore.open(tmpDir(t))
+  await store.create('s', { contentType: BIN, data: body(10, 1) })
+  const waiting = store.wait('s', await store.position('s', { kind: 'now' }), 600_000)
+  let settled = false
+  void waiting.then(() => (settled = true))
+  await new Promise((r) => setImmediate(r))
+  t.false(settled, 'the wait settled before anything happened')
+  await store.close()
+  // A wait left to its 10-minute timeout would keep this test (and any process) alive that long.
+  t.false(await waiting, 'a closing store has no new data to report')
+})

@@ -2,7 +2,7 @@
 // changing the shard count or the hash would silently lose streams, so both are recorded at
 // creation and checked at every start-up.
 
-import { mkdir, readFile, readdir } from 'node:fs/promises'
+import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { FsDirectory } from './fs-directory.js'
 import { StreamError } from './stream-error.js'
@@ -44,7 +44,8 @@ export async function openLayout(dir: string, requested: number | undefined): Pr
   if (requested !== undefined && (!Number.isSafeInteger(requested) || requested < 1 || requested > MAX_SHARDS)) {
     throw new StreamError('INVALID_ARG', `shards must be an integer from 1 to ${MAX_SHARDS}`)
   }
-  await mkdir(dir, { recursive: true })
+  // Creates what is missing durably: each new directory's entry synced in its parent.
+  const root = await FsDirectory.open(dir)
   let text: string | undefined
   try {
     text = await readFile(join(dir, MANIFEST), 'utf8')
@@ -58,7 +59,6 @@ export async function openLayout(dir: string, requested: number | undefined): Pr
     }
     const shards = requested ?? 4
     const manifest: Manifest = { format: LAYOUT_FORMAT, shards, hash: HASH_POLICY }
-    const root = await FsDirectory.open(dir)
     await root.atomicWriteDurable(MANIFEST, JSON.stringify(manifest, null, 2) + '\n')
     return shards
   }

@@ -541,6 +541,7 @@ export class StreamStore implements StreamEvents {
       }
       const wake = () => {
         if (s.tail > position || s.closed || s.deleted !== 'no') done(true)
+        else if (this.#closed) done(false) // the store is closing: nothing more will come
       }
       const abort = () => done(false)
       const timer = setTimeout(() => done(false), timeoutMs)
