@@ -11,14 +11,19 @@ use crate::log::Options;
 use crate::store::Store;
 use crate::wal::Wal;
 
-#[test]
-fn a_read_racing_truncate_before_finds_the_record_or_not_found() {
+/// A log of 3,000 records of 500 B in small segments with nothing prepared ahead (many removals,
+/// quickly), and their LSNs.
+fn racing_log() -> (tempfile::TempDir, Arc<Wal>, Vec<u64>) {
     let dir = tempfile::tempdir().unwrap();
-    // Small segments, nothing prepared ahead: many removals, quickly.
     let opts = Options { segment_bytes: 8192, max_record_bytes: 1024, preallocate: false, ..Options::default() };
     let wal = Arc::new(Wal::open_dir(dir.path(), opts).unwrap());
-    let record = vec![7u8; 500];
-    let lsns: Vec<u64> = (0..3000).map(|_| wal.append(&record).unwrap()).collect();
+    let lsns = (0..3000).map(|_| wal.append(&[7u8; 500]).unwrap()).collect();
+    (dir, wal, lsns)
+}
+
+#[test]
+fn a_read_racing_truncate_before_finds_the_record_or_not_found() {
+    let (_dir, wal, lsns) = racing_log();
     let done = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..2)
         .map(|t| {
@@ -61,11 +66,7 @@ fn a_read_racing_truncate_before_finds_the_record_or_not_found() {
 
 #[test]
 fn a_chunk_read_racing_truncate_before_starts_at_the_new_first_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let opts = Options { segment_bytes: 8192, max_record_bytes: 1024, preallocate: false, ..Options::default() };
-    let wal = Arc::new(Wal::open_dir(dir.path(), opts).unwrap());
-    let record = vec![7u8; 500];
-    let lsns: Vec<u64> = (0..3000).map(|_| wal.append(&record).unwrap()).collect();
+    let (_dir, wal, lsns) = racing_log();
     let done = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..2)
         .map(|_| {
@@ -97,11 +98,8 @@ fn a_chunk_read_racing_truncate_before_starts_at_the_new_first_record() {
 
 #[test]
 fn a_read_racing_truncate_from_finds_the_record_or_not_found() {
-    let dir = tempfile::tempdir().unwrap();
-    let opts = Options { segment_bytes: 8192, max_record_bytes: 1024, preallocate: false, ..Options::default() };
-    let wal = Arc::new(Wal::open_dir(dir.path(), opts).unwrap());
+    let (_dir, wal, mut lsns) = racing_log();
     let record = vec![7u8; 500];
-    let mut lsns: Vec<u64> = (0..3000).map(|_| wal.append(&record).unwrap()).collect();
     let done = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..2)
         .map(|t| {
