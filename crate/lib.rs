@@ -35,5 +35,7 @@ mod fill_tests;
 mod lock_tests;
 #[cfg(test)]
 mod read_race_tests;
+#[cfg(all(test, unix))]
+mod store_cache_tests;
 #[cfg(test)]
 mod recovery_tests;

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::dir_lock::{Busy, DirLock};
@@ -66,6 +67,8 @@ pub struct FileStore {
     buffered_from: u64,
     /// The segments' descriptors for direct writes, opened on first use.
     direct_files: RwLock<BTreeMap<u64, Arc<File>>>,
+    /// Segments removed so far (see `cached`).
+    removals: AtomicU64,
 }
 
 impl FileStore {
@@ -107,6 +110,7 @@ impl FileStore {
             direct: RwLock::new(direct),
             buffered_from,
             direct_files: RwLock::new(BTreeMap::new()),
+            removals: AtomicU64::new(0),
         };
         if !read_only {
             store.remove_leftovers()?;
@@ -143,19 +147,38 @@ impl FileStore {
     }
 
     /// Segment `base`'s descriptor from `files`, opened with `open` on first use.
+    ///
+    /// A reader may open a segment just before it is removed and come to cache the descriptor
+    /// only after the segment is made anew under the same name (a `truncate_from` and the
+    /// appends after it): the log would then write to the removed file. So a descriptor opened
+    /// while a removal ran is used once, not cached, and one cached meanwhile is kept.
     fn cached(&self, files: &RwLock<BTreeMap<u64, Arc<File>>>, base: u64, open: impl FnOnce(&Path) -> std::io::Result<File>) -> std::io::Result<Arc<File>> {
         if let Some(f) = files.read().unwrap_or_else(|p| p.into_inner()).get(&base) {
             return Ok(f.clone());
         }
+        let removals = self.removals.load(Ordering::SeqCst);
         let file = Arc::new(open(&self.dir.join(file_name(base)))?);
-        files.write().unwrap_or_else(|p| p.into_inner()).insert(base, file.clone());
-        Ok(file)
+        let mut files = files.write().unwrap_or_else(|p| p.into_inner());
+        if self.removals.load(Ordering::SeqCst) != removals {
+            return Ok(file);
+        }
+        Ok(files.entry(base).or_insert(file).clone())
     }
 
-    /// Forget what was kept for segment `base` (removed or cut): descriptors and bytes.
+    /// `cached` for the page-cache descriptors, opening with `open`.
+    #[cfg(test)]
+    pub(crate) fn cached_file(&self, base: u64, open: impl FnOnce(&Path) -> std::io::Result<File>) -> std::io::Result<Arc<File>> {
+        self.cached(&self.files, base, open)
+    }
+
+    /// Forget what was kept for segment `base`, which is being removed: descriptors and bytes.
     fn forget(&self, base: u64) {
-        self.files.write().unwrap_or_else(|p| p.into_inner()).remove(&base);
-        self.direct_files.write().unwrap_or_else(|p| p.into_inner()).remove(&base);
+        let mut files = self.files.write().unwrap_or_else(|p| p.into_inner());
+        let mut direct_files = self.direct_files.write().unwrap_or_else(|p| p.into_inner());
+        self.removals.fetch_add(1, Ordering::SeqCst);
+        files.remove(&base);
+        direct_files.remove(&base);
+        drop((files, direct_files));
         if let Some(d) = self.direct() {
             d.forget_from(base, 0);
         }
@@ -234,8 +257,12 @@ impl Store for FileStore {
     }
 
     fn remove(&self, base: u64) -> Result<()> {
+        // Descriptors go before the file (Windows may not remove a file this process holds
+        // open), and again after it: a reader may have cached the file in between (see `cached`).
         self.forget(base);
-        match fs::remove_file(self.dir.join(file_name(base))) {
+        let removed = fs::remove_file(self.dir.join(file_name(base)));
+        self.forget(base);
+        match removed {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(seg_err("removing", base, e)),
