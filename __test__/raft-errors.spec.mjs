@@ -2,6 +2,7 @@
 // same bytes on disk, the same after a reopen); closed and poisoned logs refuse writes.
 import { constants } from 'node:buffer'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 
 import test from 'ava'
@@ -157,6 +158,12 @@ test('bad open arguments are ERR_INVALID_ARG', async (t) => {
   const file = path.join(dir, 'file')
   fs.writeFileSync(file, 'x')
   await t.throwsAsync(RaftLog.open(file), { code: 'ERR_INVALID_ARG' })
+  await t.throwsAsync(RaftLog.open(path.join(file, 'sub')), { code: 'ERR_INVALID_ARG' })
+  // Failing to create the directory for any other reason is an I/O error, with its errno.
+  const loop = path.join(dir, 'loop')
+  fs.symlinkSync(loop, loop)
+  const e = await t.throwsAsync(RaftLog.open(path.join(loop, 'raft')), { instanceOf: SturdyError, code: 'ERR_IO' })
+  t.is(e.errno, os.constants.errno.ELOOP)
   // Nothing half-open is left behind: the directory opens normally.
   const log = await RaftLog.open(dir, { segmentBytes: 8192 })
   await log.close()

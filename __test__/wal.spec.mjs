@@ -387,3 +387,16 @@ test('readMany returns the records at the LSNs given, in that order; a bad or mi
   await wal.close()
   await t.throwsAsync(wal.readMany([lsns[0]]), { code: 'ERR_CLOSED' })
 })
+
+test('every close call resolves only once the log is released: a reopen after the second succeeds', async (t) => {
+  const dir = tmpDir(t)
+  const wal = await Wal.open(dir)
+  const pending = wal.append('last')
+  const first = wal.close()
+  await wal.close()
+  const reopened = await Wal.open(dir)
+  t.is((await readAll(reopened)).length, 1)
+  await pending
+  await first
+  await reopened.close()
+})

@@ -292,7 +292,7 @@ export class FsDirectory implements Directory {
  * entries survive a power loss (a durable file in a directory whose own entry was lost would be
  * lost with it). Directories that already exist cost one `stat`.
  */
-async function makeDirsDurably(absolute: string, shown: string): Promise<void> {
+export async function makeDirsDurably(absolute: string, shown: string): Promise<void> {
   const missing: string[] = []
   for (let dir = absolute; ; ) {
     try {

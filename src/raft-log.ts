@@ -1,9 +1,10 @@
-import { mkdir } from 'node:fs/promises'
+import { constants as osConstants } from 'node:os'
 import path from 'node:path'
 
 import { invalidArg, SturdyError } from './errors.js'
 import { FRAME_HEADER } from './group.js'
-import { SEGMENT_OVERHEAD, syncDir } from './native.js'
+import { makeDirsDurably } from './fs-directory.js'
+import { SEGMENT_OVERHEAD } from './native.js'
 import { HardStateStore, type HardState } from './raft-hard-state.js'
 import { EntryIndex } from './raft-index.js'
 import {
@@ -128,23 +129,15 @@ function checkOptions(options: RaftLogOptions): { segmentBytes: number; maxEntry
   return { segmentBytes, maxEntryBytes }
 }
 
-/**
- * Create `dir` if needed, durably: a new directory's name lives in its parent, so each parent
- * of a directory created here is synced (the Wal syncs `dir` itself when it adds its own).
- */
+/** Create `dir` if needed, durably (the Wal syncs `dir` itself when it adds its own entries). */
 async function ensureDir(dir: string): Promise<void> {
   if (typeof dir !== 'string' || dir.length === 0 || dir.includes('\0')) throw invalidArg('dir must be a non-empty path string')
-  let created: string | undefined
   try {
-    created = await mkdir(dir, { recursive: true })
+    await makeDirsDurably(path.resolve(dir), dir)
   } catch (e) {
-    throw invalidArg(`cannot create ${dir}: ${(e as Error).message}`)
-  }
-  if (created === undefined) return
-  const top = path.resolve(created)
-  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
-    await syncDir(path.dirname(d))
-    if (d === top || d === path.dirname(d)) break
+    // As the log itself reports a path that is no directory.
+    if (e instanceof SturdyError && e.errno === osConstants.errno.ENOTDIR) throw invalidArg(`${dir} is not a directory`)
+    throw e
   }
 }
 
@@ -200,6 +193,8 @@ export class RaftLog {
   readonly #background = new Set<Promise<unknown>>()
   #failure: Error | undefined
   #closed = false
+  /** The close in progress or done: later calls resolve with it. */
+  #closing: Promise<void> | undefined
 
   private constructor(wal: Wal, hard: HardStateStore, replay: Replay, maxEntryBytes: number) {
     this.#wal = wal
@@ -437,9 +432,15 @@ export class RaftLog {
   }
 
   /** Wait for pending operations, then release the log. Later calls fail with `ERR_CLOSED`. */
-  async close(): Promise<void> {
-    if (this.#closed) return
-    this.#closed = true
+  close(): Promise<void> {
+    if (this.#closing === undefined) {
+      this.#closed = true
+      this.#closing = this.#close()
+    }
+    return this.#closing
+  }
+
+  async #close(): Promise<void> {
     await this.#lastWrite
     await Promise.allSettled([...this.#background, ...this.#reads])
     const results = await Promise.allSettled([this.#wal.close(), this.#hard.close()])

@@ -224,6 +224,8 @@ export class StreamStore implements StreamEvents {
   readonly #expiring = new Set<Stream>()
   #failure: Error | undefined
   #closed = false
+  /** The close in progress or done: later calls resolve with it. */
+  #closing: Promise<void> | undefined
 
   private constructor(wals: Wal[], streams: Stream[], options: StreamStoreOptions) {
     this.#wals = wals
@@ -565,9 +567,15 @@ export class StreamStore implements StreamEvents {
   }
 
   /** Stop maintenance, wait for writes in flight, close the shards. */
-  async close(): Promise<void> {
-    if (this.#closed) return
-    this.#closed = true
+  close(): Promise<void> {
+    if (this.#closing === undefined) {
+      this.#closed = true
+      this.#closing = this.#close()
+    }
+    return this.#closing
+  }
+
+  async #close(): Promise<void> {
     clearInterval(this.#sweep)
     await Promise.allSettled(this.#compacting.values())
     await Promise.allSettled([...this.#byUid.values()].map((s) => s.commit))

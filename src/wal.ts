@@ -212,6 +212,8 @@ export class Wal {
   readonly #pool = new BufferPool()
   #lastGroupSize = 0
   #closed = false
+  /** The close in progress or done (`closeSync` leaves it unset: it is over when it returns). */
+  #closing: Promise<void> | undefined
 
   readonly #maxPendingBytes: number
   /** Bytes of groups handed to the committer and not yet settled. */
@@ -515,12 +517,20 @@ export class Wal {
 
   /**
    * Wait for pending appends, make everything durable, and release the log. Later calls fail
-   * with `ERR_CLOSED`; closing twice is harmless.
+   * with `ERR_CLOSED`; closing twice is harmless, and every call resolves once the log is
+   * released.
    */
-  async close(): Promise<void> {
-    if (this.#closed) return
-    this.#flush(true)
-    this.#closed = true
+  close(): Promise<void> {
+    if (this.#closing === undefined) {
+      if (this.#closed) return Promise.resolve() // by closeSync
+      this.#flush(true)
+      this.#closed = true
+      this.#closing = this.#closeNative()
+    }
+    return this.#closing
+  }
+
+  async #closeNative(): Promise<void> {
     try {
       await this.#native.close()
     } catch (e) {
