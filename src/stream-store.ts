@@ -181,6 +181,8 @@ export interface ReadResult {
 
 const DEFAULT_TYPE = 'application/octet-stream'
 const MAX_READ_BYTES = 1 << 20
+/** Plans a read makes before a piece still missing is an error (see `read`). */
+const READ_ATTEMPTS = 10
 /** Reads of up to this many pieces use positioned reads on the event loop (page cache: µs). */
 const SYNC_READ_PIECES = 8
 const MAX_NAME_BYTES = 2048
@@ -470,8 +472,10 @@ export class StreamStore implements StreamEvents {
         try {
           return await this.#read(name, offset, maxBytes, attempt <= 3)
         } catch (e) {
-          // Compaction dropped a segment the plan pointed into: plan again.
-          if (!(e instanceof SturdyError && e.code === 'ERR_NOT_FOUND')) throw e
+          // Compaction dropped a segment the plan pointed into: plan again. Past the first few
+          // tries the reads are synchronous, so compaction cannot keep moving the data away; one
+          // still missing then is not a race, and looping on it would starve the event loop.
+          if (!(e instanceof SturdyError && e.code === 'ERR_NOT_FOUND') || attempt >= READ_ATTEMPTS) throw e
         }
       }
     })
