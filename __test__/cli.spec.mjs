@@ -90,7 +90,7 @@ test('serve: streams over HTTP from a data directory; a second server on it is r
 })
 
 test('serve: bad options are usage errors (exit 2, one line)', (t) => {
-  for (const args of [['--port', 'x'], ['--bogus'], ['extra']]) {
+  for (const args of [['--port', 'x'], ['--port', '65536'], ['--long-poll-ms', String(2 ** 31)], ['--bogus'], ['extra']]) {
     const r = cli('serve', ...args)
     t.is(r.code, 2, args.join(' '))
     t.is(r.stderr.trim().split('\n').length, 1, r.stderr)

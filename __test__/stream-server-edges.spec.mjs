@@ -149,3 +149,55 @@ test('large reads go off the event loop and stay right while compaction moves th
   for (const r of await Promise.all(reads)) t.is(r.data.toString(), whole)
   t.is((await store.read('many', { kind: 'start' })).data.toString(), whole, 'and after compaction')
 })
+
+test('a response its client stops reading is cut at the idle timeout', async (t) => {
+  const s = await server(t, { idleTimeoutMs: 300, sseMaxMs: 60_000, maxBodyBytes: 8 << 20 })
+  const url = s.streamsUrl + 'big'
+  t.is((await put(url, 'text/plain')).status, 201)
+  const total = 4 * (8 << 20)
+  for (let i = 0; i < 4; i++) await fetch(url, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x'.repeat(8 << 20) })
+  const socket = net.connect(new URL(s.url).port, '127.0.0.1')
+  await new Promise((resolve) => socket.once('connect', resolve))
+  let received = 0
+  const closed = new Promise((resolve) => {
+    socket.on('close', resolve)
+    socket.on('error', () => {})
+  })
+  socket.write(`GET ${new URL(url).pathname}?offset=-1&live=sse HTTP/1.1\r\nHost: x\r\n\r\n`)
+  await new Promise((resolve) => socket.once('data', resolve))
+  socket.pause()
+  // Long past the idle timeout; then read what the connection still delivers.
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  socket.on('data', (b) => (received += b.length))
+  socket.resume()
+  await closed // before: the response waited for its client, then streamed on for sseMaxMs
+  t.true(received < total, `the whole stream (${received} bytes) arrived: the connection was never cut`)
+})
+
+test('close() ends a response its client never reads, after a grace period', async (t) => {
+  const s = await createStreamServer({ dir: tmpDir(t), port: 0, maxBodyBytes: 8 << 20 })
+  const url = s.streamsUrl + 'big'
+  t.is((await put(url, 'text/plain')).status, 201)
+  // More than the loopback socket buffers hold, sent as SSE events: the server is left waiting
+  // for the client to read.
+  for (let i = 0; i < 4; i++) await fetch(url, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x'.repeat(8 << 20) })
+  const socket = net.connect(new URL(s.url).port, '127.0.0.1')
+  await new Promise((resolve) => socket.once('connect', resolve))
+  socket.on('error', () => {})
+  socket.write(`GET ${new URL(url).pathname}?offset=-1&live=sse HTTP/1.1\r\nHost: x\r\n\r\n`)
+  await new Promise((resolve) => socket.once('data', resolve))
+  socket.pause()
+  await s.close() // before: never resolved (the response waited for a drain that never came)
+  t.pass()
+})
+
+test('a server that cannot listen releases its store', async (t) => {
+  const dir = tmpDir(t)
+  const taken = net.createServer()
+  await new Promise((resolve) => taken.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => taken.close())
+  const err = await t.throwsAsync(createStreamServer({ dir, port: taken.address().port }))
+  t.is(err.code, 'EADDRINUSE')
+  const store = await StreamStore.open(dir) // ERR_LOCKED before: the failed server held the shards
+  await store.close()
+})

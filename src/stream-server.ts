@@ -80,6 +80,8 @@ const PREFLIGHT_HEADERS = {
 const CATCH_UP_CACHE = 'public, max-age=60, stale-while-revalidate=300'
 /** A connection with no request in progress for this long is closed. */
 const IDLE_CONNECTION_MS = 10_000
+/** How long `close` lets responses in progress finish before it closes their connections. */
+const CLOSE_GRACE_MS = 2_000
 
 /**
  * Start a Durable Streams server on a {@link StreamStore} in `dir`: PUT / POST / GET / HEAD /
@@ -132,17 +134,30 @@ export async function createStreamServer(options: StreamServerOptions): Promise<
   server.headersTimeout = 10_000
   server.requestTimeout = 30_000
   server.keepAliveTimeout = 5_000
-  // A 'timeout' listener on the server replaces Node's default of destroying the socket.
+  // A 'timeout' listener on the server replaces Node's default of destroying the socket. It fires
+  // after this long without traffic: fine for a long-poll or SSE response waiting for data, not
+  // for one whose client stopped reading (bytes left unsent), which would hold its response in
+  // memory and the server open for good.
   server.setTimeout(options.idleTimeoutMs ?? IDLE_CONNECTION_MS, (socket: Socket) => {
-    if (!busy.has(socket)) socket.destroy()
+    if (!busy.has(socket) || socket.writableLength > 0) socket.destroy()
   })
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(options.port ?? 4437, options.host ?? '127.0.0.1', () => {
-      server.off('error', reject)
-      resolve()
+  const shutDown = async () => {
+    await subscriptions?.close()
+    await store.close()
+  }
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(options.port ?? 4437, options.host ?? '127.0.0.1', () => {
+        server.off('error', reject)
+        resolve()
+      })
     })
-  })
+  } catch (e) {
+    // Nothing else will release the store's locks and the subscriptions' timers.
+    await shutDown()
+    throw e
+  }
   const address = server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `http://${host}:${address.port}`
@@ -156,9 +171,11 @@ export async function createStreamServer(options: StreamServerOptions): Promise<
       await new Promise<void>((resolve) => {
         server.close(() => resolve())
         server.closeIdleConnections()
+        // Live reads end at once on `closing`, writes in flight within moments; a response its
+        // client is not reading would keep the server open, so after a grace period it is cut.
+        setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS).unref()
       })
-      await subscriptions?.close()
-      await store.close()
+      await shutDown()
     },
   }
 }

@@ -30,6 +30,8 @@ export interface OptionSpec {
   type: 'boolean' | 'string' | 'number'
   /** For numbers: smallest accepted value (inclusive). */
   min?: number
+  /** For numbers: largest accepted value (inclusive). */
+  max?: number
   /** For numbers: must be an integer. */
   integer?: boolean
 }
@@ -85,6 +87,7 @@ export function parseArgs(command: string, argv: readonly string[], spec: Record
     if (value.trim() === '' || !Number.isFinite(n)) throw usageError(`--${name} must be a number, got '${value}'`)
     if (s.integer && !Number.isSafeInteger(n)) throw usageError(`--${name} must be an integer, got '${value}'`)
     if (s.min !== undefined && n < s.min) throw usageError(`--${name} must be at least ${s.min}, got ${value}`)
+    if (s.max !== undefined && n > s.max) throw usageError(`--${name} must be at most ${s.max}, got ${value}`)
     options[name] = n
   }
   return { options, positionals }

@@ -28,10 +28,10 @@ export async function serveCommand(argv: readonly string[], io: Io): Promise<num
   const { options, positionals } = parseArgs('serve', argv, {
     dir: { type: 'string' },
     host: { type: 'string' },
-    port: { type: 'number', min: 0, integer: true },
+    port: { type: 'number', min: 0, max: 65535, integer: true },
     shards: { type: 'number', min: 1, integer: true },
     'max-body': { type: 'number', min: 1, integer: true },
-    'long-poll-ms': { type: 'number', min: 1, integer: true },
+    'long-poll-ms': { type: 'number', min: 1, max: 2 ** 31 - 1, integer: true }, // setTimeout's limit
     'retention-ms': { type: 'number', min: 1, integer: true },
     'retention-bytes': { type: 'number', min: 1, integer: true },
     'no-subscriptions': { type: 'boolean' },
