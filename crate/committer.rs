@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::error::{Code, Result, WalError};
-use crate::frame::{marker, read_u32, seal_record, FRAME_HEADER, MARKER_LEN, MARKER_TAG};
+use crate::frame::{marker, read_u32, seal, seal_record, FRAME_HEADER, MARKER_LEN, MARKER_TAG};
 use crate::log::{Log, Options};
 use crate::segment::{encode_header, SEGMENT_HEADER};
 use crate::state::{SegState, SPARSE_GAP};
@@ -277,6 +277,8 @@ struct Writer {
     fill_step: u64,
     /// Recent epochs' size in bytes (a moving average): zero-filling pays only for small ones.
     epoch_bytes: u64,
+    /// The log was written or cut since it opened: close seals it (see `seal`).
+    changed: bool,
 }
 
 enum Piece {
@@ -373,6 +375,7 @@ impl Writer {
             filling: None,
             fill_step,
             epoch_bytes: 0,
+            changed: false,
         };
         w.prepare_next();
         Ok(w)
@@ -428,6 +431,7 @@ impl Writer {
         self.turns.wait_for(self.seq);
         self.log.mark_closed();
         let _ = self.finish_fill(0);
+        let sealed = self.seal();
         if let Some((_, prep)) = self.prepared.take() {
             let _ = prep.wait();
         }
@@ -436,8 +440,25 @@ impl Writer {
         }
         self.log.store.close();
         if let Some(done) = done {
-            done(Ok(()));
+            done(sealed);
         }
+    }
+
+    /// On close, vouch for everything written with a seal just past the end (see `frame`).
+    /// Damage in the newest epoch otherwise reads as a torn write on the next open (no later
+    /// marker says it was durable), and its acknowledged records would be cut without a word. A
+    /// log only read (or whose open failed) is left exactly as it was.
+    fn seal(&mut self) -> Result<()> {
+        // Not in an empty segment: the seal would be its first frame, where recovery expects the
+        // marker that joins it to the segment before.
+        let room = self.end > SEGMENT_HEADER as u64 && self.end + MARKER_LEN as u64 <= self.capacity;
+        if !self.changed || !room || self.log.poisoned().is_some() {
+            return Ok(()); // nothing new, or no room: the next epoch's marker will vouch for it
+        }
+        guard(&self.log, "close", || {
+            self.log.store.write_at(self.base, self.end, &[&seal(self.base + self.end)])?;
+            self.log.store.sync(self.base).map_err(|e| WalError::poisoned(&e))
+        })
     }
 
     fn guarded<T>(&mut self, what: &str, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
@@ -607,6 +628,7 @@ impl Writer {
                 self.log.store.sync(w.base).map_err(|e| WalError::poisoned(&e))?;
             }
         }
+        self.changed = true;
         let written: u64 = writes.iter().map(|w| w.end - w.pos).sum();
         self.epoch_bytes = (self.epoch_bytes * 7 + written) / 8;
         let last = writes.last().unwrap();
@@ -776,6 +798,7 @@ impl Writer {
         }
         let (base, pos, _) = self.log.locate(lsn).map_err(|e| if e.code == Code::NotFound { WalError::invalid(e.message) } else { e })?;
         self.finish_fill(0)?;
+        self.changed = true;
         // Readers see the cut before any file changes under them (see `Log::retry_truncated`).
         let later: Vec<u64> = {
             let mut st = self.log.state_for_truncation();

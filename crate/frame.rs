@@ -10,10 +10,17 @@
 //!   written. Every write that the committer makes starts with a marker. So a damaged frame at
 //!   LSN `p` is corruption if a valid marker after it claims `durable_end > p`; otherwise it is
 //!   part of the torn tail: writes that were in flight, none of them acknowledged.
+//! - a **seal**: a marker with `len` = `SEAL_TAG`, written by a clean close just past the end
+//!   of the log, claiming all of it durable (`prev_end` = `durable_end` = its own LSN). It is not
+//!   part of the log: the log ends where it starts, and the next write goes over it. Without it
+//!   the newest write would have no marker after it, and damage there would pass for a torn
+//!   tail after a clean close.
 
 pub const FRAME_HEADER: usize = 8;
 pub const MARKER_TAG: u32 = 0x8000_0010;
 pub const MARKER_LEN: usize = FRAME_HEADER + 16;
+/// The length field of a seal (same layout as a marker).
+pub const SEAL_TAG: u32 = 0x8000_0011;
 /// Records are shorter than 2^31 bytes, so a length never collides with the marker tag.
 pub const MAX_PAYLOAD: u32 = 0x7fff_ffff;
 
@@ -37,23 +44,32 @@ pub fn seal_record(frame: &mut [u8]) {
     frame[..4].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Checksum of a marker at `lsn`: its position, then the frame as usual.
-fn marker_crc(lsn: u64, payload: &[u8]) -> u32 {
+/// Checksum of a marker or seal (`tag`) at `lsn`: its position, then the frame as usual.
+fn marker_crc(lsn: u64, tag: u32, payload: &[u8]) -> u32 {
     let seed = crc32c::crc32c(&lsn.to_le_bytes());
-    crc32c::crc32c_append(crc32c::crc32c_append(seed, &MARKER_TAG.to_le_bytes()), payload)
+    crc32c::crc32c_append(crc32c::crc32c_append(seed, &tag.to_le_bytes()), payload)
+}
+
+fn tagged(tag: u32, lsn: u64, prev_end: u64, durable_end: u64) -> [u8; MARKER_LEN] {
+    debug_assert!(durable_end <= prev_end && prev_end <= lsn);
+    let mut m = [0u8; MARKER_LEN];
+    m[4..8].copy_from_slice(&tag.to_le_bytes());
+    m[8..16].copy_from_slice(&prev_end.to_le_bytes());
+    m[16..24].copy_from_slice(&durable_end.to_le_bytes());
+    let crc = marker_crc(lsn, tag, &m[8..]);
+    m[..4].copy_from_slice(&crc.to_le_bytes());
+    m
 }
 
 /// A commit marker at `lsn`: the log ended at `prev_end` before this write, and was durable up
 /// to `durable_end` when it was written.
 pub fn marker(lsn: u64, prev_end: u64, durable_end: u64) -> [u8; MARKER_LEN] {
-    debug_assert!(durable_end <= prev_end && prev_end <= lsn);
-    let mut m = [0u8; MARKER_LEN];
-    m[4..8].copy_from_slice(&MARKER_TAG.to_le_bytes());
-    m[8..16].copy_from_slice(&prev_end.to_le_bytes());
-    m[16..24].copy_from_slice(&durable_end.to_le_bytes());
-    let crc = marker_crc(lsn, &m[8..]);
-    m[..4].copy_from_slice(&crc.to_le_bytes());
-    m
+    tagged(MARKER_TAG, lsn, prev_end, durable_end)
+}
+
+/// A seal at `end`, the end of a log that is durable up to there.
+pub fn seal(end: u64) -> [u8; MARKER_LEN] {
+    tagged(SEAL_TAG, end, end, end)
 }
 
 /// What the bytes at some position hold.
@@ -63,6 +79,8 @@ pub enum Frame {
     Record { len: u32 },
     /// A commit marker that belongs at this position.
     Marker { prev_end: u64, durable_end: u64 },
+    /// A seal that belongs at this position: the log ends here, durable.
+    Seal,
     /// Not a valid frame (torn, zeroed, corrupt or never written).
     Invalid,
     /// The frame header says more bytes follow than `buf` holds: the caller must supply them
@@ -78,13 +96,16 @@ pub fn decode(buf: &[u8], lsn: u64, max_len: u32) -> Frame {
     }
     let crc = read_u32(buf, 0);
     let len = read_u32(buf, 4);
-    if len == MARKER_TAG {
+    if len == MARKER_TAG || len == SEAL_TAG {
         if buf.len() < MARKER_LEN {
             return Frame::NeedMore { need: MARKER_LEN };
         }
         let (prev_end, durable_end) = (read_u64(buf, 8), read_u64(buf, 16));
-        if marker_crc(lsn, &buf[8..MARKER_LEN]) != crc || durable_end > prev_end || prev_end > lsn {
+        if marker_crc(lsn, len, &buf[8..MARKER_LEN]) != crc || durable_end > prev_end || prev_end > lsn {
             return Frame::Invalid;
+        }
+        if len == SEAL_TAG {
+            return if durable_end == lsn { Frame::Seal } else { Frame::Invalid };
         }
         return Frame::Marker { prev_end, durable_end };
     }
@@ -101,13 +122,15 @@ pub fn decode(buf: &[u8], lsn: u64, max_len: u32) -> Frame {
     Frame::Record { len }
 }
 
-/// The `durable_end` of the valid commit marker for position `lsn` at `buf[0]`, if one is there.
+/// What the valid commit marker or seal for position `lsn` at `buf[0]` claims durable (an LSN),
+/// if one is there.
 pub fn marker_at(buf: &[u8], lsn: u64) -> Option<u64> {
-    if buf.len() < MARKER_LEN || read_u32(buf, 4) != MARKER_TAG {
+    if buf.len() < MARKER_LEN || !matches!(read_u32(buf, 4), MARKER_TAG | SEAL_TAG) {
         return None;
     }
     match decode(buf, lsn, 0) {
         Frame::Marker { durable_end, .. } => Some(durable_end),
+        Frame::Seal => Some(lsn),
         _ => None,
     }
 }
@@ -153,10 +176,22 @@ mod tests {
     }
 
     #[test]
+    fn a_seal_is_bound_to_its_position_and_claims_the_log_up_to_it() {
+        let m = seal(4096);
+        assert_eq!(decode(&m, 4096, 10), Frame::Seal);
+        assert_eq!(decode(&m, 4120, 10), Frame::Invalid);
+        assert_eq!(marker_at(&m, 4096), Some(4096));
+        // Not a marker with another tag: a marker's bytes under the seal tag do not check out.
+        let mut forged = marker(4096, 4096, 4096);
+        forged[4..8].copy_from_slice(&SEAL_TAG.to_le_bytes());
+        assert_eq!(decode(&forged, 4096, 10), Frame::Invalid);
+    }
+
+    #[test]
     fn a_marker_claiming_more_than_it_could_is_invalid() {
         let mut m = marker(4096, 100, 100);
         m[16..24].copy_from_slice(&101u64.to_le_bytes()); // durable_end past prev_end
-        let crc = marker_crc(4096, &m[8..]);
+        let crc = marker_crc(4096, MARKER_TAG, &m[8..]);
         m[..4].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(decode(&m, 4096, 10), Frame::Invalid);
     }

@@ -42,6 +42,8 @@ struct Scan {
     file_len: u64,
     /// Position just past the last valid frame.
     end: u64,
+    /// Just past the seal at `end`, if a clean close left one there (see `frame`).
+    seal_end: Option<u64>,
     first_record: Option<u64>,
     /// `prev_end` of the marker at the very start of the segment, if there is one.
     first_prev_end: Option<u64>,
@@ -67,6 +69,7 @@ fn scan(store: &dyn Store, base: u64, capacity: u64) -> Result<Scan> {
         capacity,
         file_len,
         end: SEGMENT_HEADER as u64,
+        seal_end: None,
         first_record: None,
         first_prev_end: None,
         has_frames: false,
@@ -101,6 +104,10 @@ fn scan(store: &dyn Store, base: u64, capacity: u64) -> Result<Scan> {
                 }
                 MARKER_LEN as u64
             }
+            Frame::Seal => {
+                s.seal_end = Some(pos + MARKER_LEN as u64);
+                break;
+            }
             _ => break,
         };
         s.has_frames = true;
@@ -121,7 +128,7 @@ fn scan(store: &dyn Store, base: u64, capacity: u64) -> Result<Scan> {
 /// commit markers there, and where its last non-zero byte ends (`from` if it is all zeros).
 fn examine_tail(reader: &mut SegmentReader, base: u64, from: u64) -> Result<(Option<u64>, u64)> {
     let len = reader.size();
-    let tag = crate::frame::MARKER_TAG.to_le_bytes();
+    let tags = [crate::frame::MARKER_TAG.to_le_bytes(), crate::frame::SEAL_TAG.to_le_bytes()];
     let mut extent = from;
     let mut claim: Option<u64> = None;
     let mut pos = from;
@@ -134,7 +141,7 @@ fn examine_tail(reader: &mut SegmentReader, base: u64, from: u64) -> Result<(Opt
         // with the next window.
         let starts = if pos + window.len() as u64 == len { window.len() } else { window.len().saturating_sub(MARKER_LEN - 1) };
         for i in 0..starts {
-            if i + MARKER_LEN <= window.len() && window[i + 4..i + 8] == tag {
+            if i + MARKER_LEN <= window.len() && tags.iter().any(|t| window[i + 4..i + 8] == t[..]) {
                 if let Some(durable) = marker_at(&window[i..], base + pos + i as u64) {
                     claim = claim.max(Some(durable));
                 }
@@ -292,23 +299,26 @@ pub fn recover(store: &dyn Store, new_capacity: u64, prealloc_step: u64, mode: R
         }
     }
     let last = &mut scans[keep - 1];
-    // Zero-filled space is kept when segments are preallocated: it is not a torn write.
-    let zero_beyond = prealloc && cut == last.end && last.tail_extent == last.end;
-    if last.file_len > cut && !zero_beyond {
+    // Neither zero-filled space (when segments are preallocated) nor the seal of a clean close is
+    // a torn write: the next write goes over them.
+    let clean_end = if cut == last.end { last.seal_end.unwrap_or(cut) } else { cut };
+    let zero_beyond = prealloc && cut == last.end && last.tail_extent <= clean_end;
+    if last.file_len > clean_end && !zero_beyond {
         // Count what was written there, not the zero-filled space around it.
         let extent = if prealloc && cut == last.end { last.tail_extent } else { last.file_len };
+        let lost = extent.saturating_sub(clean_end);
         if damaged {
-            report.dropped_bytes += extent - cut;
+            report.dropped_bytes += lost;
         } else {
-            report.torn_bytes += extent - cut;
+            report.torn_bytes += lost;
         }
         if !read_only {
-            store.truncate(last.base, cut)?;
+            store.truncate(last.base, clean_end)?;
             store.sync(last.base)?;
         }
         if prealloc && !read_only {
             // Only after the cut is durable (see the committer's truncate_from).
-            store.zero_fill(last.base, cut, (cut + prealloc_step).min(last.capacity))?;
+            store.zero_fill(last.base, clean_end, (clean_end + prealloc_step).min(last.capacity))?;
             store.sync(last.base)?;
         }
         last.end = cut;

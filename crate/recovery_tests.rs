@@ -158,6 +158,25 @@ fn a_flipped_bit_before_the_last_write_is_corruption() {
 }
 
 #[test]
+fn a_flipped_bit_in_the_last_write_of_a_closed_log_is_corruption() {
+    // The last group has no later commit marker to vouch for it but the one close writes.
+    let records = payloads(12, 9);
+    let (image, lsns) = build(&records, 4, opts(1 << 20));
+    let base = *image.keys().next().unwrap();
+    let target = 8; // the first record of the last group
+    let pos = (lsns[target] - base) as usize;
+    for bit in [0, 37, (FRAME_HEADER + records[target].len()) * 8 - 1] {
+        let mut bad = image.clone();
+        bad.get_mut(&base).unwrap()[pos + bit / 8] ^= 1 << (bit % 8);
+        let err = open(bad.clone(), opts(1 << 20)).err().unwrap_or_else(|| panic!("bit {bit}: acknowledged records cut without a word"));
+        assert_eq!((err.code, err.offset), (Code::Corrupt, Some(pos as u64)), "bit {bit}: {err}");
+        let (wal, _) = open(bad, Options { recovery: RecoveryMode::Truncate, ..opts(1 << 20) }).unwrap();
+        assert_eq!(contents(&wal), expected(&records[..target], &lsns[..target]), "bit {bit}");
+        assert_eq!(wal.log.report.cut_at, Some(lsns[target]));
+    }
+}
+
+#[test]
 fn damage_in_a_sealed_segment_is_corruption() {
     let records = payloads(200, 6);
     let (image, lsns) = build(&records, 3, opts(4096));
