@@ -205,35 +205,33 @@ pub fn recover(store: &dyn Store, new_capacity: u64, prealloc_step: u64, mode: R
     // A segment holds data if any valid frame survives in it, even past damage at its start.
     let data_last = scans.iter().rposition(|s| s.has_frames || s.claim_after_end.is_some());
 
-    // Find the first damage among the segments that hold data.
-    if damage.is_none() {
-        if let Some(d) = data_last {
-            for i in 0..=d {
-                let s = &scans[i];
-                let name = file_name(s.base);
-                if s.claim_after_end.is_some_and(|durable| durable > s.base + s.end) {
-                    damage = Some((i, s.end, WalError::corrupt(&name, s.end, "damaged frame followed by valid data")));
-                    break;
-                }
-                if i < d {
-                    let next = &scans[i + 1];
-                    match next.first_prev_end {
-                        Some(pe) if pe == s.base + s.end => {}
-                        Some(_) => {
-                            damage = Some((i, s.end, WalError::corrupt(&name, s.end, "segment ends before the data the next segment expects")));
-                            break;
-                        }
-                        None => {
-                            damage = Some((i + 1, SEGMENT_HEADER as u64, WalError::corrupt(&file_name(next.base), SEGMENT_HEADER as u64, "damaged first frame")));
-                            break;
-                        }
+    // Find the first damage among the segments that hold data: before any header damage (the
+    // segments scanned all come before it), so it is the earlier one.
+    if let Some(d) = data_last {
+        for i in 0..=d {
+            let s = &scans[i];
+            let name = file_name(s.base);
+            if s.claim_after_end.is_some_and(|durable| durable > s.base + s.end) {
+                damage = Some((i, s.end, WalError::corrupt(&name, s.end, "damaged frame followed by valid data")));
+                break;
+            }
+            if i < d {
+                let next = &scans[i + 1];
+                match next.first_prev_end {
+                    Some(pe) if pe == s.base + s.end => {}
+                    Some(_) => {
+                        damage = Some((i, s.end, WalError::corrupt(&name, s.end, "segment ends before the data the next segment expects")));
+                        break;
+                    }
+                    None => {
+                        damage = Some((i + 1, SEGMENT_HEADER as u64, WalError::corrupt(&file_name(next.base), SEGMENT_HEADER as u64, "damaged first frame")));
+                        break;
                     }
                 }
             }
         }
     }
 
-    // Keep segments [0, keep) in full, cut segment `keep - 1` at `cut`.
     let damaged = damage.is_some();
     // Keep segments [0, keep), the last of them cut at `cut`.
     let (mut keep, mut cut) = match damage {

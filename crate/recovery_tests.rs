@@ -213,6 +213,32 @@ fn damage_in_a_sealed_segment_is_corruption() {
 }
 
 #[test]
+fn the_earliest_of_two_damages_is_where_recovery_cuts() {
+    // A bad record in one sealed segment and a bad header (or a missing segment) further on:
+    // the record is the first damage, whatever the header check finds first.
+    let records = payloads(200, 6);
+    let (image, lsns) = build(&records, 3, opts(4096));
+    let bases: Vec<u64> = image.keys().copied().collect();
+    assert!(bases.len() >= 5);
+    let target = (0..lsns.len()).find(|&i| lsns[i] > bases[1] && lsns[i] + 200 < bases[2]).unwrap();
+    let pos = (lsns[target] - bases[1]) as usize + FRAME_HEADER - 1;
+    for later in ["header", "missing"] {
+        let mut bad = image.clone();
+        bad.get_mut(&bases[1]).unwrap()[pos] ^= 0x10;
+        if later == "header" {
+            bad.get_mut(&bases[3]).unwrap()[20] ^= 1;
+        } else {
+            bad.remove(&bases[3]);
+        }
+        let e = open(bad.clone(), opts(4096)).err().unwrap();
+        assert_eq!((e.code, e.offset), (Code::Corrupt, Some(lsns[target] - bases[1])), "{later}: {e}");
+        let (wal, _) = open(bad, Options { recovery: RecoveryMode::Truncate, ..opts(4096) }).unwrap();
+        assert_eq!(contents(&wal), expected(&records[..target], &lsns[..target]), "{later}: a hole, or more kept than lies before the damage");
+        assert_eq!(wal.log.report.cut_at, Some(lsns[target]), "{later}");
+    }
+}
+
+#[test]
 fn an_empty_prepared_segment_after_the_tail_is_harmless() {
     let records = payloads(10, 7);
     let (mut image, lsns) = build(&records, 2, opts(1 << 20));
