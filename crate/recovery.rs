@@ -266,15 +266,19 @@ pub fn recover(store: &dyn Store, new_capacity: u64, prealloc_step: u64, mode: R
     }
     if keep == 0 {
         // The first segment itself is unreadable: in truncate mode nothing survives. Start an
-        // empty log at the same base so LSNs keep growing.
+        // empty log past every LSN the old one could have handed out (each segment's records
+        // lie below its base plus its length), so LSNs keep growing.
         report.cut_at = Some(bases[0] + SEGMENT_HEADER as u64);
+        let mut fresh = 0;
         for &base in bases.iter().rev() {
-            report.dropped_bytes += store.len(base)?.saturating_sub(SEGMENT_HEADER as u64);
+            let len = store.len(base)?;
+            fresh = fresh.max(base + len);
+            report.dropped_bytes += len.saturating_sub(SEGMENT_HEADER as u64);
             store.remove(base)?;
         }
-        store.create(bases[0], &crate::segment::encode_header(bases[0], new_capacity), prealloc_len)?;
+        store.create(fresh, &crate::segment::encode_header(fresh, new_capacity), prealloc_len)?;
         let mut state = State::default();
-        state.segs.insert(bases[0], SegState::empty(new_capacity));
+        state.segs.insert(fresh, SegState::empty(new_capacity));
         state.refresh_bounds();
         report.segments = 1;
         return Ok((state, report));

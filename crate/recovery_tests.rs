@@ -239,6 +239,18 @@ fn the_earliest_of_two_damages_is_where_recovery_cuts() {
 }
 
 #[test]
+fn a_log_dropped_whole_for_a_bad_first_header_never_hands_out_an_old_lsn_again() {
+    let records = payloads(60, 7);
+    let (mut image, lsns) = build(&records, 3, opts(4096));
+    let first = *image.keys().next().unwrap();
+    image.get_mut(&first).unwrap()[20] ^= 1;
+    let (wal, _) = open(image, Options { recovery: RecoveryMode::Truncate, ..opts(4096) }).unwrap();
+    assert!(contents(&wal).is_empty());
+    let lsn = wal.append(b"the first record of the new log").unwrap();
+    assert!(lsn > *lsns.last().unwrap(), "LSN {lsn} handed out again (the old log went up to {})", lsns.last().unwrap());
+}
+
+#[test]
 fn an_empty_prepared_segment_after_the_tail_is_harmless() {
     let records = payloads(10, 7);
     let (mut image, lsns) = build(&records, 2, opts(1 << 20));
