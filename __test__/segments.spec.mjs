@@ -164,6 +164,7 @@ test('the default maxRecordBytes of segments just over 4 GiB is the usual 16 MiB
   const dir = tmpDir(t)
   // 2^32 + 1000 bytes: a cast to 32 bits before taking the minimum once made the default 904.
   const wal = await Wal.open(dir, { segmentBytes: 2 ** 32 + 1000 })
+  t.is(wal.maxRecordBytes, 16 << 20)
   const lsn = await wal.append(bytes(4096, 3))
   t.deepEqual(Buffer.from(await wal.read(lsn)), Buffer.from(bytes(4096, 3)))
   await rejectsWith(t, wal.append(bytes((16 << 20) + 1, 4)), 'ERR_RECORD_TOO_LARGE')

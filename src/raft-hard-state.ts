@@ -79,9 +79,9 @@ function decode(rec: Buffer, lsn: number): HardState {
  * as new ones fill, so the store stays a few segments long.
  *
  * Why not the entries' log: Raft saves its vote on a different path from its appends, and here
- * a new term or vote never waits behind a large append's write, and purging or resetting the
- * entries can never drop it. (A raised commit index does wait for the entries before it: see
- * `RaftLog.saveHardState`.)
+ * a new term or vote does not wait behind a large append's write, and purging or resetting the
+ * entries can never drop it. (A raised commit index does wait for the entries before it, and
+ * saves after it wait their turn: see `RaftLog.saveHardState`.)
  *
  * @internal
  */
@@ -115,12 +115,15 @@ export class HardStateStore {
   }
 
   /**
-   * Validate `state` synchronously; the function returned writes it, and its promise resolves
-   * once it is durable. Writes land in the order the functions are called.
+   * Validate and encode `state` synchronously; `write` writes it, and its promise resolves once
+   * it is durable. Writes land in the order `write` is called. `commit` is the commit index
+   * encoded.
    */
-  prepare(state: HardState): () => Promise<void> {
+  prepare(state: HardState): { commit: number; write: () => Promise<void> } {
     const rec = encode(state)
-    return () => {
+    // The commit index as encoded: a getter read again could answer otherwise.
+    const commit = decode(rec, -1).commit
+    const write = () => {
       const saved = this.#wal.append(rec)
       const seq = ++this.#issued
       return saved.then(async (lsn) => {
@@ -132,6 +135,7 @@ export class HardStateStore {
         if (lsn - this.#wal.firstLsn > 2 * SEGMENT_BYTES) await this.#wal.truncateBefore(lsn)
       })
     }
+    return { commit, write }
   }
 
   close(): Promise<void> {

@@ -394,8 +394,8 @@ export class RaftLog {
    */
   async saveHardState(state: HardState): Promise<void> {
     this.#checkWritable()
-    const write = this.#hard.prepare(state)
-    const raisesCommit = state.commit > (this.#hard.current?.commit ?? 0)
+    const { commit, write } = this.#hard.prepare(state)
+    const raisesCommit = commit > (this.#hard.current?.commit ?? 0)
     const turn = raisesCommit ? Promise.all([this.#lastSave, this.#lastWrite]) : this.#lastSave
     // The write itself is wrapped so that `issued` settles once it is handed to the hard-state
     // log, not once it is durable: the next save need only follow it there.

@@ -39,7 +39,10 @@ export interface StreamServerOptions extends StreamStoreOptions {
   sseMaxMs?: number
   /** Serve the reserved subscription / webhook API. Default true. */
   subscriptions?: boolean
-  /** A connection with no request in progress for this long is closed. Default 10 s. */
+  /**
+   * A connection with no request in progress for this long is closed, and so is one whose
+   * response has made no progress that long because its client stopped reading. Default 10 s.
+   */
   idleTimeoutMs?: number
 }
 
@@ -60,7 +63,10 @@ export interface StreamServer {
   readonly streamsUrl: string
   /** The store it serves. */
   readonly store: StreamStore
-  /** Stop accepting requests, end open responses, close the store. */
+  /**
+   * Stop accepting requests, end live reads, close the store. Responses still being sent after
+   * a grace period of 2 s (a client that stopped reading) are cut.
+   */
   close(): Promise<void>
 }
 
@@ -78,7 +84,7 @@ const PREFLIGHT_HEADERS = {
   'Access-Control-Max-Age': '86400',
 }
 const CATCH_UP_CACHE = 'public, max-age=60, stale-while-revalidate=300'
-/** A connection with no request in progress for this long is closed. */
+/** A connection idle this long is closed (see `idleTimeoutMs`). */
 const IDLE_CONNECTION_MS = 10_000
 /** How long `close` lets responses in progress finish before it closes their connections. */
 const CLOSE_GRACE_MS = 2_000
@@ -130,7 +136,8 @@ export async function createStreamServer(options: StreamServerOptions): Promise<
     handle(ctx, req, res).catch((e: unknown) => fail(res, e))
   })
   // Slow or abandoned clients: bound how long a request may take to arrive, and close connections
-  // that sit idle with no request in progress (long-polls and SSE responses are in progress).
+  // that sit idle with no request in progress (long-polls and SSE responses are in progress) or
+  // whose client stopped reading the response.
   server.headersTimeout = 10_000
   server.requestTimeout = 30_000
   server.keepAliveTimeout = 5_000
@@ -142,8 +149,11 @@ export async function createStreamServer(options: StreamServerOptions): Promise<
     if (!busy.has(socket) || socket.writableLength > 0) socket.destroy()
   })
   const shutDown = async () => {
-    await subscriptions?.close()
-    await store.close()
+    try {
+      await subscriptions?.close()
+    } finally {
+      await store.close()
+    }
   }
   try {
     await new Promise<void>((resolve, reject) => {
@@ -154,8 +164,9 @@ export async function createStreamServer(options: StreamServerOptions): Promise<
       })
     })
   } catch (e) {
-    // Nothing else will release the store's locks and the subscriptions' timers.
-    await shutDown()
+    // Nothing else will release the store's locks and the subscriptions' timers. The failure to
+    // listen is what the caller hears about, whatever the shutdown meets.
+    await shutDown().catch(() => {})
     throw e
   }
   const address = server.address() as AddressInfo

@@ -517,8 +517,8 @@ export class Wal {
 
   /**
    * Wait for pending appends, make everything durable, and release the log. Later calls fail
-   * with `ERR_CLOSED`; closing twice is harmless, and every call resolves once the log is
-   * released.
+   * with `ERR_CLOSED`. Closing twice is harmless: every call settles as the first does, once
+   * the log is released.
    */
   close(): Promise<void> {
     if (this.#closing === undefined) {
