@@ -355,3 +355,33 @@ fn an_epoch_waiting_on_a_failed_barrier_publishes_nothing() {
         Wal::open(Arc::new(disk.open_store("log").unwrap()), opts).unwrap_or_else(|e| panic!("seed {seed}: recovery failed after a failed barrier and a crash: {e}"));
     }
 }
+
+/// What a killed process wrote and never synced reads back, on the next open, from the page cache
+/// as valid records. It must be made durable before anything is acknowledged on top of it: here
+/// the next append begins a new segment, whose first marker says where the previous one ends.
+#[test]
+fn what_a_killed_writer_left_unsynced_is_made_durable_before_it_is_built_on() {
+    use crate::simdisk::{FaultKind, Keep};
+    let disk = SimDisk::new(7);
+    let opts = Options { segment_bytes: 4096, max_record_bytes: 900, ..Options::default() };
+    let open = || Wal::open(Arc::new(disk.open_store("log").unwrap()), opts.clone()).unwrap();
+    let wal = open();
+    for i in 0..10u8 {
+        wal.append(&[i; 300]).unwrap();
+    }
+    // The last record is written, then the process dies before its barrier (as far as the disk
+    // knows: the barrier fails and nothing syncs the file again).
+    disk.inject(FaultKind::Sync, 1, 5);
+    assert!(wal.append(&[10; 300]).is_err());
+    drop(wal);
+    let wal = open();
+    let unsynced = wal.records(0).unwrap().last().unwrap().0;
+    let lsn = wal.append(&[11; 800]).unwrap();
+    assert!(lsn >= 4096, "the test needs this append to begin a new segment (LSN {lsn})");
+    drop(wal);
+    // Power goes: whatever is still unsynced is lost.
+    disk.crash(CrashPlan { keep: Keep::None, ..CrashPlan::default() });
+    let wal = Wal::open(Arc::new(disk.open_store("log").unwrap()), opts.clone()).unwrap_or_else(|e| panic!("recovery after the power loss: {e}"));
+    let got: Vec<u64> = wal.records(0).unwrap().iter().map(|r| r.0).collect();
+    assert!(got.contains(&unsynced) && got.contains(&lsn), "records recovered: {got:?}");
+}

@@ -332,6 +332,13 @@ pub fn recover(store: &dyn Store, new_capacity: u64, prealloc_step: u64, mode: R
     if damaged {
         report.cut_at = Some(last.base + cut);
     }
+    if !read_only {
+        // What a killed process wrote and never synced reads back from the page cache as valid
+        // frames: make it durable before anything is built on it (the next write's marker claims
+        // it, or the next segment joins to it). Only the last segment can hold such bytes: one is
+        // begun only once everything before it is durable.
+        store.sync(last.base)?;
+    }
 
     let mut state = State::default();
     for s in scans.into_iter().take(keep) {
