@@ -277,7 +277,8 @@ struct Writer {
     fill_step: u64,
     /// Recent epochs' size in bytes (a moving average): zero-filling pays only for small ones.
     epoch_bytes: u64,
-    /// The log was written or cut since it opened: close seals it (see `seal`).
+    /// The log was written or cut since it opened, or was not sealed then: close seals it (see
+    /// `seal`).
     changed: bool,
 }
 
@@ -356,6 +357,7 @@ impl Writer {
         };
         let zeroed = log.store.len(base)?;
         let fill_step = log.opts.prealloc_step();
+        let log_sealed = log.report.sealed;
         let next_zeroed = zeroed_at_creation(&log.opts);
         let mut w = Writer {
             log,
@@ -375,7 +377,9 @@ impl Writer {
             filling: None,
             fill_step,
             epoch_bytes: 0,
-            changed: false,
+            // Not sealed when opened (a crash, say): the last write before it has nothing after it
+            // to vouch for it, so close seals even if nothing is written meanwhile.
+            changed: !log_sealed,
         };
         w.prepare_next();
         Ok(w)

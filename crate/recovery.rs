@@ -34,6 +34,8 @@ pub struct RecoveryReport {
     pub dropped_bytes: u64,
     pub segments: u64,
     pub records: u64,
+    /// The log ended at the seal of a clean close (see `frame`), which vouches for all of it.
+    pub sealed: bool,
 }
 
 struct Scan {
@@ -303,6 +305,7 @@ pub fn recover(store: &dyn Store, new_capacity: u64, prealloc_step: u64, mode: R
     let last = &mut scans[keep - 1];
     // Neither zero-filled space (when segments are preallocated) nor the seal of a clean close is
     // a torn write: the next write goes over them.
+    report.sealed = cut == last.end && last.seal_end.is_some();
     let clean_end = if cut == last.end { last.seal_end.unwrap_or(cut) } else { cut };
     let zero_beyond = prealloc && cut == last.end && last.tail_extent <= clean_end;
     if last.file_len > clean_end && !zero_beyond {

@@ -177,6 +177,31 @@ fn a_flipped_bit_in_the_last_write_of_a_closed_log_is_corruption() {
 }
 
 #[test]
+fn a_log_reopened_after_a_crash_is_sealed_by_its_next_clean_close_even_without_writes() {
+    let records = payloads(12, 9);
+    let (mut image, lsns) = build(&records, 4, opts(1 << 20));
+    let base = *image.keys().next().unwrap();
+    let last = lsns.len() - 1;
+    let seal_at = (lsns[last] - base) as usize + FRAME_HEADER + records[last].len();
+    // As a crash would have left it: no seal.
+    image.get_mut(&base).unwrap()[seal_at..seal_at + 24].fill(0);
+    let (wal, store) = open(image, opts(1 << 20)).unwrap();
+    assert!(!wal.log.report.sealed);
+    wal.close().unwrap();
+    let mut sealed = store.image();
+    let pos = (lsns[8] - base) as usize + FRAME_HEADER;
+    sealed.get_mut(&base).unwrap()[pos] ^= 1;
+    let err = open(sealed, opts(1 << 20)).err().expect("damage in the last write passed for a torn tail");
+    assert_eq!(err.code, Code::Corrupt);
+    // And a sealed log opened and closed without writes is left exactly as it was.
+    let image = store.image();
+    let (wal, store) = open(image.clone(), opts(1 << 20)).unwrap();
+    assert!(wal.log.report.sealed);
+    wal.close().unwrap();
+    assert!(store.image() == image, "a sealed log was changed by an open and a close");
+}
+
+#[test]
 fn damage_in_a_sealed_segment_is_corruption() {
     let records = payloads(200, 6);
     let (image, lsns) = build(&records, 3, opts(4096));
