@@ -269,12 +269,16 @@ pub fn recover(store: &dyn Store, new_capacity: u64, prealloc_step: u64, mode: R
     if keep == 0 {
         // The first segment itself is unreadable: in truncate mode nothing survives. Start an
         // empty log past every LSN the old one could have handed out (each segment's records
-        // lie below its base plus its length), so LSNs keep growing.
+        // lie below its base plus its capacity, or, where its header is unreadable too, its
+        // length), so LSNs keep growing.
         report.cut_at = Some(bases[0] + SEGMENT_HEADER as u64);
         let mut fresh = 0;
         for &base in bases.iter().rev() {
             let len = store.len(base)?;
-            fresh = fresh.max(base + len);
+            let mut header = [0u8; SEGMENT_HEADER];
+            let got = store.read_at(base, 0, &mut header)?;
+            let capacity = decode_header(&header[..got], base).unwrap_or(0);
+            fresh = fresh.max(base + len.max(capacity));
             report.dropped_bytes += len.saturating_sub(SEGMENT_HEADER as u64);
             store.remove(base)?;
         }

@@ -269,6 +269,10 @@ fn a_log_dropped_whole_for_a_bad_first_header_never_hands_out_an_old_lsn_again()
     let (mut image, lsns) = build(&records, 3, opts(4096));
     let first = *image.keys().next().unwrap();
     image.get_mut(&first).unwrap()[20] ^= 1;
+    // The newest segment cut short too: its records' LSNs were handed out all the same.
+    let newest = *image.range(..=*lsns.last().unwrap()).next_back().unwrap().0;
+    image.retain(|&b, _| b <= newest); // and no segment prepared after it
+    image.get_mut(&newest).unwrap().truncate(crate::segment::SEGMENT_HEADER + 10);
     let (wal, _) = open(image, Options { recovery: RecoveryMode::Truncate, ..opts(4096) }).unwrap();
     assert!(contents(&wal).is_empty());
     let lsn = wal.append(b"the first record of the new log").unwrap();

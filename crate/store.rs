@@ -159,7 +159,8 @@ impl FileStore {
         let removals = self.removals.load(Ordering::SeqCst);
         let file = Arc::new(open(&self.dir.join(file_name(base)))?);
         let mut files = files.write().unwrap_or_else(|p| p.into_inner());
-        if self.removals.load(Ordering::SeqCst) != removals {
+        // Nor in a closed store (a read that began before the close).
+        if self.removals.load(Ordering::SeqCst) != removals || self.lock.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
             return Ok(file);
         }
         Ok(files.entry(base).or_insert(file).clone())
@@ -325,10 +326,15 @@ impl Store for FileStore {
     }
 
     fn close(&self) {
-        self.files.write().unwrap_or_else(|p| p.into_inner()).clear();
-        self.direct_files.write().unwrap_or_else(|p| p.into_inner()).clear();
-        self.direct.write().unwrap_or_else(|p| p.into_inner()).take();
+        // Under the cache locks, so that a reader caching a descriptor meanwhile either does so
+        // before they are cleared or finds the store closed (see `cached`).
+        let mut files = self.files.write().unwrap_or_else(|p| p.into_inner());
+        let mut direct_files = self.direct_files.write().unwrap_or_else(|p| p.into_inner());
+        files.clear();
+        direct_files.clear();
         self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop((files, direct_files));
+        self.direct.write().unwrap_or_else(|p| p.into_inner()).take();
     }
 }
 

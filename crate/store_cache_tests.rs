@@ -35,3 +35,27 @@ fn a_descriptor_opened_before_a_removal_is_not_cached_after_it() {
     let cached = store.cached_file(base, |_| panic!("the live segment is cached")).unwrap();
     assert_eq!(cached.metadata().unwrap().ino(), live, "the cache holds the removed file instead of the live one");
 }
+
+#[test]
+fn a_read_that_began_before_close_caches_nothing_in_the_closed_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = 1 << 20;
+    let first = FileStore::open(dir.path(), false, DirectMode::Off).unwrap();
+    first.create(base, b"a segment", 0).unwrap();
+    first.close();
+    let store = FileStore::open(dir.path(), false, DirectMode::Off).unwrap();
+    store.cached_file(base, |path| {
+        let file = File::open(path);
+        store.close();
+        file
+    })
+    .unwrap();
+    let mut opened = false;
+    store
+        .cached_file(base, |path| {
+            opened = true;
+            File::open(path)
+        })
+        .unwrap();
+    assert!(opened, "a descriptor was cached in the closed store");
+}
