@@ -8,15 +8,21 @@ use std::os::unix::fs::MetadataExt;
 use crate::log::DirectMode;
 use crate::store::{FileStore, Store};
 
+const BASE: u64 = 1 << 20;
+
+/// A store over one segment at `BASE`, opened with nothing cached: its next use opens the file.
+fn store_of_one_segment(dir: &tempfile::TempDir) -> FileStore {
+    let first = FileStore::open(dir.path(), false, DirectMode::Off).unwrap();
+    first.create(BASE, b"first life", 0).unwrap();
+    first.close();
+    FileStore::open(dir.path(), false, DirectMode::Off).unwrap()
+}
+
 #[test]
 fn a_descriptor_opened_before_a_removal_is_not_cached_after_it() {
     let dir = tempfile::tempdir().unwrap();
-    let base = 1 << 20;
-    let first = FileStore::open(dir.path(), false, DirectMode::Off).unwrap();
-    first.create(base, b"first life", 0).unwrap();
-    first.close();
-    // Opened anew: nothing cached, so the next use of the segment opens its file.
-    let store = FileStore::open(dir.path(), false, DirectMode::Off).unwrap();
+    let base = BASE;
+    let store = store_of_one_segment(&dir);
     let stale_ino = std::fs::metadata(dir.path().join(crate::segment::file_name(base))).unwrap().ino();
     // The reader's open, and then, before it caches what it opened, a removal and a re-creation.
     let mut opened = false;
@@ -39,12 +45,8 @@ fn a_descriptor_opened_before_a_removal_is_not_cached_after_it() {
 #[test]
 fn a_read_that_began_before_close_caches_nothing_in_the_closed_store() {
     let dir = tempfile::tempdir().unwrap();
-    let base = 1 << 20;
-    let first = FileStore::open(dir.path(), false, DirectMode::Off).unwrap();
-    first.create(base, b"a segment", 0).unwrap();
-    first.close();
-    let store = FileStore::open(dir.path(), false, DirectMode::Off).unwrap();
-    store.cached_file(base, |path| {
+    let store = store_of_one_segment(&dir);
+    store.cached_file(BASE, |path| {
         let file = File::open(path);
         store.close();
         file
@@ -52,7 +54,7 @@ fn a_read_that_began_before_close_caches_nothing_in_the_closed_store() {
     .unwrap();
     let mut opened = false;
     store
-        .cached_file(base, |path| {
+        .cached_file(BASE, |path| {
             opened = true;
             File::open(path)
         })
