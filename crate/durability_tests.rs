@@ -171,26 +171,26 @@ fn disk_full_is_a_clear_error_and_the_log_stays_readable() {
 
 #[test]
 fn a_failed_segment_creation_is_not_silent() {
-    // Fill the first segment until rotation needs the prepared segment, with creation failing.
+    // Fill the first segment until an append needs the next one, whose creation fails.
     let disk = SimDisk::new(2);
     let wal = Wal::open(Arc::new(disk.open_store("log").unwrap()), opts()).unwrap();
+    disk.inject(crate::simdisk::FaultKind::Create, 1, 5);
+    let capacity = opts().segment_bytes;
     let mut acked = Vec::new();
-    let mut failed = false;
+    let mut failed = None;
     for i in 0..40u8 {
         match wal.append(&[i; 300]) {
             Ok(l) => acked.push((l, vec![i; 300])),
             Err(e) => {
-                assert!(matches!(e.code, Code::Io | Code::Poisoned));
-                failed = true;
+                failed = Some(e);
                 break;
             }
         }
-        if i == 5 {
-            // The next write is the background creation of a segment, or a record write.
-            disk.inject(crate::simdisk::FaultKind::Write, 2, 5);
-        }
     }
-    assert!(failed);
+    let e = failed.expect("no append needed a second segment");
+    assert!(matches!(e.code, Code::Io | Code::Poisoned), "{e}");
+    assert!(e.message.contains("segment creation"), "the failure was not the creation's: {e}");
+    assert!(acked.iter().all(|(l, _)| *l < capacity), "an append went past the first segment");
     drop(wal);
     disk.crash(CrashPlan::default());
     let wal = Wal::open(Arc::new(disk.open_store("log").unwrap()), opts()).unwrap();

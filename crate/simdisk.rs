@@ -62,8 +62,11 @@ impl Default for CrashPlan {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultKind {
+    /// Any write, a segment's creation included.
     Write,
     Sync,
+    /// A segment's creation only.
+    Create,
 }
 
 /// What the last crash did, for messages and assertions.
@@ -82,6 +85,7 @@ struct DiskState {
     epoch: u64,
     writes: u64,
     syncs: u64,
+    creates: u64,
     ops: u64,
     faults: Vec<(FaultKind, u64, i32)>,
     crash_at_op: Option<(u64, CrashPlan)>,
@@ -114,6 +118,7 @@ impl SimDisk {
                 epoch: 0,
                 writes: 0,
                 syncs: 0,
+                creates: 0,
                 ops: 0,
                 faults: Vec::new(),
                 crash_at_op: None,
@@ -148,12 +153,13 @@ impl SimDisk {
         Ok(SimStore { disk: self.clone(), name: name.to_string(), epoch: st.epoch })
     }
 
-    /// Fail the `nth` (1 = next) write or barrier from now on with `errno`.
+    /// Fail the `nth` (1 = next) write, barrier or segment creation from now on with `errno`.
     pub fn inject(&self, kind: FaultKind, nth: u64, errno: i32) {
         let mut st = self.lock();
         let at = match kind {
             FaultKind::Write => st.writes,
             FaultKind::Sync => st.syncs,
+            FaultKind::Create => st.creates,
         } + nth;
         st.faults.push((kind, at, errno));
     }
@@ -279,6 +285,8 @@ pub struct SimStore {
 
 enum Op {
     Write,
+    /// A segment's creation: a write, and a creation.
+    Create,
     Sync,
     Other,
 }
@@ -291,21 +299,31 @@ impl SimStore {
             return Err(dead());
         }
         st.ops += 1;
-        let fault_kind = match kind {
-            Op::Write => {
+        let mut counted = [None, None];
+        match kind {
+            Op::Write | Op::Create => {
                 st.writes += 1;
-                Some((FaultKind::Write, st.writes))
+                counted[0] = Some((FaultKind::Write, st.writes));
+                if matches!(kind, Op::Create) {
+                    st.creates += 1;
+                    counted[1] = Some((FaultKind::Create, st.creates));
+                }
             }
             Op::Sync => {
                 st.syncs += 1;
-                Some((FaultKind::Sync, st.syncs))
+                counted[0] = Some((FaultKind::Sync, st.syncs));
             }
-            Op::Other => None,
-        };
-        if let Some((k, n)) = fault_kind {
+            Op::Other => {}
+        }
+        for (k, n) in counted.into_iter().flatten() {
             if let Some(i) = st.faults.iter().position(|&(fk, at, _)| fk == k && at == n) {
                 let (_, _, errno) = st.faults.remove(i);
-                return Err(os_err(errno, if k == FaultKind::Write { "simulated write failure" } else { "simulated barrier failure" }));
+                let what = match k {
+                    FaultKind::Write => "simulated write failure",
+                    FaultKind::Sync => "simulated barrier failure",
+                    FaultKind::Create => "simulated segment creation failure",
+                };
+                return Err(os_err(errno, what));
             }
         }
         if let Some((at, plan)) = st.crash_at_op {
@@ -334,7 +352,7 @@ impl Store for SimStore {
     fn create(&self, base: u64, header: &[u8], prealloc: u64) -> Result<()> {
         // Durable on return, like the file store's write-sync-rename-sync sequence; a crash
         // in the middle of that sequence leaves no segment, which is what happens here.
-        self.op(Op::Write, |files| {
+        self.op(Op::Create, |files| {
             let mut data = header.to_vec();
             data.resize(data.len().max(prealloc as usize), 0);
             files.insert(base, SimFile { durable: data.clone(), current: data, pending: Vec::new() });
