@@ -215,15 +215,18 @@ export class SturdyStorageAdapter {
     const encoded = encodeStorageKey(key)
     if (!(data instanceof Uint8Array)) throw invalidArg(`data must be a Uint8Array, got ${data === null ? 'null' : typeof data}`)
     const index = await this.#keys()
-    await this.#store.persist(encoded, data)
+    // The index follows the operations in the order they are issued, not as they complete: a
+    // removeRange issued meanwhile must see this key (the store applies both in call order), and
+    // a loadRange must too. A key whose value is not there (yet, or any more) is skipped there.
     index.add(encoded)
+    await this.#store.persist(encoded, data)
   }
 
   async remove(key: StorageKey): Promise<void> {
     const encoded = encodeStorageKey(key)
     const index = await this.#keys()
-    await this.#store.delete(encoded)
     index.remove(encoded)
+    await this.#store.delete(encoded)
   }
 
   async loadRange(keyPrefix: StorageKey): Promise<Chunk[]> {
@@ -243,9 +246,9 @@ export class SturdyStorageAdapter {
     const prefix = encodeStorageKey(keyPrefix)
     const index = await this.#keys()
     await Promise.all(
-      index.range(prefix).map(async (key) => {
-        await this.#store.delete(key)
+      index.range(prefix).map((key) => {
         index.remove(key)
+        return this.#store.delete(key)
       }),
     )
   }

@@ -116,3 +116,19 @@ for (const [name, open] of Object.entries(stores)) {
     await closeRepo(third)
   })
 }
+
+for (const [name, open] of Object.entries(stores)) {
+  test(`${name}: a removeRange issued while a save is in flight removes the saved chunk too`, async (t) => {
+    const dir = path.join(tmpDir(t), 'store')
+    const storage = await open(dir)
+    await storage.loadRange(['warm']) // the key index is built
+    const saving = storage.save(['d', 'incremental', 'h'], new Uint8Array([1, 2, 3]))
+    await storage.removeRange(['d'])
+    await saving
+    t.deepEqual(await storage.loadRange(['d']), [])
+    await storage.close()
+    const reopened = await open(dir)
+    t.deepEqual(await reopened.loadRange(['d']), [], 'the removed document came back after a reopen')
+    await reopened.close()
+  })
+}
