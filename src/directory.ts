@@ -98,7 +98,11 @@ export interface FileReader {
  * ```
  */
 export interface Directory {
-  /** Create (or truncate) `path` and open it for writing; missing parent directories are created. */
+  /**
+   * Create (or truncate) `path` and open it for writing; missing parent directories are created
+   * (durably). A new file's name is not durable on its own, as with any file system: the writer's
+   * barriers cover its data, {@link Directory.syncParentDir} its name.
+   */
   createFile(path: string, options?: WriterOptions): Promise<FileWriter>
   /** Open an existing file for reading; `ERR_NOT_FOUND` if it is missing. */
   openFile(path: string): Promise<FileReader>
@@ -120,7 +124,11 @@ export interface Directory {
    * directory lists as empty.
    */
   listDir(path: string): Promise<string[]>
-  /** Open `path` for appending, creating it (and missing parents) if needed. */
+  /**
+   * Open `path` for appending, creating it (and missing parents) if needed. If it was created,
+   * its name is durable only once {@link Directory.syncParentDir} has run (see
+   * {@link Directory.createFile}).
+   */
   appendFile(path: string, options?: WriterOptions): Promise<FileWriter>
   /**
    * Replace the content of `path` with `data` through a temporary file that is made durable
