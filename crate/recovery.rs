@@ -157,6 +157,14 @@ fn examine_tail(reader: &mut SegmentReader, base: u64, from: u64) -> Result<(Opt
     Ok((claim, extent))
 }
 
+/// Segment `base`'s capacity from its header, or what is wrong with the header (an I/O error
+/// reading it is the outer error).
+fn read_header(store: &dyn Store, base: u64) -> Result<Result<u64>> {
+    let mut buf = [0u8; SEGMENT_HEADER];
+    let got = store.read_at(base, 0, &mut buf)?;
+    Ok(decode_header(&buf[..got], base))
+}
+
 /// Scan the store and bring it to a consistent state: the returned state describes exactly the
 /// valid log, and the store holds nothing beyond it.
 pub fn recover(store: &dyn Store, new_capacity: u64, prealloc_step: u64, mode: RecoveryMode, read_only: bool) -> Result<(State, RecoveryReport)> {
@@ -181,9 +189,7 @@ pub fn recover(store: &dyn Store, new_capacity: u64, prealloc_step: u64, mode: R
     let mut metas: Vec<(u64, u64)> = Vec::new();
     let mut damage: Option<(usize, u64, WalError)> = None; // (segment index, position, error)
     for (i, &base) in bases.iter().enumerate() {
-        let mut buf = [0u8; SEGMENT_HEADER];
-        let got = store.read_at(base, 0, &mut buf)?;
-        match decode_header(&buf[..got], base) {
+        match read_header(store, base)? {
             Ok(capacity) => {
                 if let Some(&(pb, pc)) = metas.last() {
                     if pb + pc != base {
@@ -275,9 +281,7 @@ pub fn recover(store: &dyn Store, new_capacity: u64, prealloc_step: u64, mode: R
         let mut fresh = 0;
         for &base in bases.iter().rev() {
             let len = store.len(base)?;
-            let mut header = [0u8; SEGMENT_HEADER];
-            let got = store.read_at(base, 0, &mut header)?;
-            let capacity = decode_header(&header[..got], base).unwrap_or(0);
+            let capacity = read_header(store, base)?.unwrap_or(0);
             fresh = fresh.max(base + len.max(capacity));
             report.dropped_bytes += len.saturating_sub(SEGMENT_HEADER as u64);
             store.remove(base)?;
@@ -335,16 +339,15 @@ pub fn recover(store: &dyn Store, new_capacity: u64, prealloc_step: u64, mode: R
         if last.first_record.is_some_and(|f| f >= cut) {
             last.first_record = None;
         }
-    }
-    if damaged {
-        report.cut_at = Some(last.base + cut);
-    }
-    if !read_only {
+    } else if !read_only {
         // What a killed process wrote and never synced reads back from the page cache as valid
         // frames: make it durable before anything is built on it (the next write's marker claims
         // it, or the next segment joins to it). Only the last segment can hold such bytes: one is
-        // begun only once everything before it is durable.
+        // begun only once everything before it is durable. (A cut above has synced already.)
         store.sync(last.base)?;
+    }
+    if damaged {
+        report.cut_at = Some(last.base + cut);
     }
 
     let mut state = State::default();

@@ -142,8 +142,12 @@ impl FileStore {
     }
 
     fn file(&self, base: u64) -> Result<Arc<File>> {
-        let open = |path: &Path| OpenOptions::new().read(true).write(!self.read_only).open(path);
-        self.cached(&self.files, base, open).map_err(|e| seg_err("opening", base, e))
+        self.cached(&self.files, base, |path| self.open_buffered(path)).map_err(|e| seg_err("opening", base, e))
+    }
+
+    /// A descriptor of a segment file for reads and page-cache writes.
+    fn open_buffered(&self, path: &Path) -> std::io::Result<File> {
+        OpenOptions::new().read(true).write(!self.read_only).open(path)
     }
 
     /// Segment `base`'s descriptor from `files`, opened with `open` on first use.
@@ -321,7 +325,7 @@ impl Store for FileStore {
     }
 
     fn sync_apart(&self, base: u64) -> Result<()> {
-        let file = OpenOptions::new().read(true).write(true).open(self.dir.join(file_name(base))).map_err(|e| seg_err("opening", base, e))?;
+        let file = self.open_buffered(&self.dir.join(file_name(base))).map_err(|e| seg_err("opening", base, e))?;
         platform::durable_sync(&file).map_err(|e| seg_err("syncing", base, e))
     }
 
