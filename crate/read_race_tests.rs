@@ -21,6 +21,21 @@ fn racing_log() -> (tempfile::TempDir, Arc<Wal>, Vec<u64>) {
     (dir, wal, lsns)
 }
 
+/// Read the record at `lsn`: whether it was found (with its bytes) or reported `NotFound`, the
+/// only other answer a read racing truncation may give.
+fn read_found(wal: &Wal, lsn: u64) -> bool {
+    match wal.log.read(lsn) {
+        Ok(data) => {
+            assert_eq!(data.len(), 500);
+            true
+        }
+        Err(e) => {
+            assert_eq!(e.code, Code::NotFound, "a read racing truncation failed with {e}");
+            false
+        }
+    }
+}
+
 #[test]
 fn a_read_racing_truncate_before_finds_the_record_or_not_found() {
     let (_dir, wal, lsns) = racing_log();
@@ -35,15 +50,10 @@ fn a_read_racing_truncate_before_finds_the_record_or_not_found() {
                     // Just at and above the first record: where truncation is about to cut.
                     let first = wal.log.bounds().0;
                     let k = lsns.partition_point(|&l| l < first) + i % 8;
-                    match wal.log.read(lsns[k.min(lsns.len() - 1)]) {
-                        Ok(data) => {
-                            assert_eq!(data.len(), 500);
-                            found += 1;
-                        }
-                        Err(e) => {
-                            assert_eq!(e.code, Code::NotFound, "a read racing truncation failed with {e}");
-                            gone += 1;
-                        }
+                    if read_found(&wal, lsns[k.min(lsns.len() - 1)]) {
+                        found += 1;
+                    } else {
+                        gone += 1;
                     }
                     i += 1;
                 }
@@ -111,15 +121,10 @@ fn a_read_racing_truncate_from_finds_the_record_or_not_found() {
                     // Just below the end: where truncation is about to cut.
                     let next = wal.log.bounds().1;
                     let k = lsns.partition_point(|&l| l < next).saturating_sub(1 + i % 8);
-                    match wal.log.read(lsns[k]) {
-                        Ok(data) => {
-                            assert_eq!(data.len(), 500);
-                            found += 1;
-                        }
-                        Err(e) => {
-                            assert_eq!(e.code, Code::NotFound, "a read racing truncation failed with {e}");
-                            gone += 1;
-                        }
+                    if read_found(&wal, lsns[k]) {
+                        found += 1;
+                    } else {
+                        gone += 1;
                     }
                     let chunk = wal.log.read_chunk(lsns[k], 4096).unwrap_or_else(|e| panic!("a chunk read racing truncation failed with {e}"));
                     assert!(chunk.bounds.chunks(2).all(|b| b[1] - b[0] == 500), "a record came back with the wrong length");

@@ -192,9 +192,13 @@ export class RaftLog {
   /** Segment drops and hard-state saves in flight, for `flush` and `close`. */
   readonly #background = new Set<Promise<unknown>>()
   #failure: Error | undefined
-  #closed = false
   /** The close in progress or done: later calls resolve with it. */
   #closing: Promise<void> | undefined
+
+  /** Whether close has been called. */
+  get #closed(): boolean {
+    return this.#closing !== undefined
+  }
 
   private constructor(wal: Wal, hard: HardStateStore, replay: Replay, maxEntryBytes: number) {
     this.#wal = wal
@@ -433,10 +437,7 @@ export class RaftLog {
 
   /** Wait for pending operations, then release the log. Later calls fail with `ERR_CLOSED`. */
   close(): Promise<void> {
-    if (this.#closing === undefined) {
-      this.#closed = true
-      this.#closing = this.#close()
-    }
+    this.#closing ??= this.#close()
     return this.#closing
   }
 

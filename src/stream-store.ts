@@ -225,9 +225,13 @@ export class StreamStore implements StreamEvents {
   /** Streams with a TTL or expiry time: the only ones the sweep looks at. */
   readonly #expiring = new Set<Stream>()
   #failure: Error | undefined
-  #closed = false
   /** The close in progress or done: later calls resolve with it. */
   #closing: Promise<void> | undefined
+
+  /** Whether close has been called. */
+  get #closed(): boolean {
+    return this.#closing !== undefined
+  }
 
   private constructor(wals: Wal[], streams: Stream[], options: StreamStoreOptions) {
     this.#wals = wals
@@ -572,10 +576,7 @@ export class StreamStore implements StreamEvents {
 
   /** Stop maintenance, wait for writes in flight, close the shards. */
   close(): Promise<void> {
-    if (this.#closing === undefined) {
-      this.#closed = true
-      this.#closing = this.#close()
-    }
+    this.#closing ??= this.#close()
     return this.#closing
   }
 
