@@ -125,3 +125,109 @@ for (const backend of BACKENDS) {
     }
   })
 }
+
+// Symbolic links: the text of a path may stay inside while a link in the tree leads out.
+async function linkedJail(t) {
+  const outer = tmpDir(t)
+  const outside = path.join(outer, 'outside')
+  fs.mkdirSync(outside)
+  fs.writeFileSync(path.join(outside, 'secret'), 'outside')
+  const dir = await FsDirectory.open(path.join(outer, 'root'))
+  await dir.atomicWriteDurable('victim', 'original')
+  const snapshot = () =>
+    walk(outer).map((p) => {
+      const st = fs.lstatSync(path.join(outer, p))
+      return `${p} ${st.isFile() ? fs.readFileSync(path.join(outer, p), 'utf8') : st.isSymbolicLink() ? `-> ${fs.readlinkSync(path.join(outer, p))}` : 'dir'}`
+    })
+  return { outer, outside, dir, snapshot }
+}
+
+async function refusal(op) {
+  return op.then(
+    () => 'it succeeded',
+    (e) => (e instanceof SturdyError && e.code === 'ERR_INVALID_PATH' ? undefined : e.code ?? e.message),
+  )
+}
+
+test('fs: a link to a directory outside the root refuses every operation through it, touching nothing', async (t) => {
+  const { outside, dir, snapshot } = await linkedJail(t)
+  fs.symlinkSync(outside, path.join(dir.root, 'out'))
+  // A link inside a subdirectory, relative, climbing out.
+  fs.mkdirSync(path.join(dir.root, 'sub'))
+  fs.symlinkSync(path.join('..', '..', 'outside'), path.join(dir.root, 'sub', 'up'))
+  const before = snapshot()
+  for (const through of ['out/secret', 'out/new', 'out/a/b', 'sub/up/secret', 'sub/up/new/x']) {
+    for (const [name, op] of OPERATIONS) {
+      if (name === 'filePath') continue // no I/O: it names the path, it does not resolve it
+      const why = await refusal(op(dir, through))
+      if (why !== undefined) t.fail(`${name}(${JSON.stringify(through)}) was not refused: ${why}`)
+    }
+  }
+  t.deepEqual(snapshot(), before)
+  t.is(fs.readFileSync(path.join(outside, 'secret'), 'utf8'), 'outside')
+  // The links themselves are names in the root like any other.
+  t.true(await dir.exists('out'))
+  await dir.atomicRenameDurable('out', 'moved')
+  await dir.delete('moved')
+  await dir.delete('sub/up')
+  t.deepEqual(await dir.listDir(''), ['sub', 'victim'])
+  t.deepEqual(fs.readdirSync(outside), ['secret'])
+})
+
+test('fs: a link to a file outside is not followed; replacing or deleting the link leaves its target', async (t) => {
+  const { outside, dir, snapshot } = await linkedJail(t)
+  fs.symlinkSync(path.join(outside, 'secret'), path.join(dir.root, 'lnk'))
+  const before = snapshot()
+  for (const op of ['openFile', 'readFile', 'createFile', 'appendFile', 'syncFile', 'listDir', 'createDirAll']) {
+    const why = await refusal(OPERATIONS.find(([n]) => n === op)[1](dir, 'lnk'))
+    if (why !== undefined) t.fail(`${op}("lnk") was not refused: ${why}`)
+  }
+  t.deepEqual(snapshot(), before)
+  // An atomic write renames a new file over the link: the target keeps its content.
+  await dir.atomicWriteDurable('lnk', 'inside now')
+  t.is((await dir.readFile('lnk')).toString(), 'inside now')
+  t.false(fs.lstatSync(path.join(dir.root, 'lnk')).isSymbolicLink())
+  fs.symlinkSync(path.join(outside, 'secret'), path.join(dir.root, 'lnk2'))
+  await dir.delete('lnk2')
+  t.is(fs.readFileSync(path.join(outside, 'secret'), 'utf8'), 'outside')
+})
+
+test('fs: a dangling link is refused where following it would create its target', async (t) => {
+  const { outside, dir, snapshot } = await linkedJail(t)
+  fs.symlinkSync(path.join(outside, 'planted'), path.join(dir.root, 'dangling'))
+  fs.symlinkSync(path.join(outside, 'planted-dir'), path.join(dir.root, 'dangling-dir'))
+  const before = snapshot()
+  for (const [op, p] of [
+    ['createFile', 'dangling'],
+    ['appendFile', 'dangling'],
+    ['createDirAll', 'dangling-dir'],
+    ['createDirAll', 'dangling-dir/a/b'],
+    ['atomicWriteDurable', 'dangling-dir/x'],
+    ['atomicRename to', 'dangling-dir/x'],
+  ]) {
+    const why = await refusal(OPERATIONS.find(([n]) => n === op)[1](dir, p))
+    if (why !== undefined) t.fail(`${op}(${JSON.stringify(p)}) was not refused: ${why}`)
+  }
+  t.deepEqual(snapshot(), before)
+  t.deepEqual(fs.readdirSync(outside), ['secret'])
+})
+
+test('fs: links that stay inside the root work, and so does a root reached through a link', async (t) => {
+  const { outer, dir } = await linkedJail(t)
+  await dir.createDirAll('real/deep')
+  fs.symlinkSync(path.join(dir.root, 'real'), path.join(dir.root, 'abs'))
+  fs.symlinkSync(path.join('real', 'deep'), path.join(dir.root, 'rel'))
+  await dir.atomicWriteDurable('abs/a', 'via abs')
+  await dir.atomicWriteDurable('rel/b', 'via rel')
+  const w = await dir.createFile('rel/c')
+  await w.append('c')
+  await w.close()
+  t.is((await dir.readFile('real/a')).toString(), 'via abs')
+  t.deepEqual(await dir.listDir('real/deep'), ['b', 'c'])
+  t.deepEqual(await dir.listDir('abs/deep'), ['b', 'c'])
+  fs.symlinkSync(dir.root, path.join(outer, 'root-link'))
+  const viaLink = await FsDirectory.open(path.join(outer, 'root-link'))
+  t.is((await viaLink.readFile('rel/b')).toString(), 'via rel')
+  await viaLink.atomicWriteDurable('abs/d', 'd')
+  t.is((await dir.readFile('real/d')).toString(), 'd')
+})

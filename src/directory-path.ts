@@ -11,7 +11,8 @@ const DRIVE_PREFIX = /^[A-Za-z]:/
 /** Names made only of dots and spaces (other than `.`): `..`, and what Windows trims to `..`. */
 const DOTS_ONLY = /^[. ]+$/
 
-function invalidPath(path: string, why: string): SturdyError {
+/** An `ERR_INVALID_PATH` error for `path`, saying `why`. */
+export function invalidPath(path: string, why: string): SturdyError {
   return new SturdyError('ERR_INVALID_PATH', `${JSON.stringify(path)} ${why}`)
 }
 
@@ -24,8 +25,8 @@ function invalidPath(path: string, why: string): SturdyError {
  * drive prefixes (`C:`, `C:x`), and `..` (or a name of dots and spaces that Windows would trim
  * to `..`). The root itself (an empty path) only where `allowRoot` is set.
  *
- * Symbolic links inside the root are followed by the file system like any other name; this
- * check is about the text of the path.
+ * This check is about the text of the path. A backend on a real file system also checks where
+ * symbolic links lead (see `FsDirectory`).
  *
  * @example
  * ```ts

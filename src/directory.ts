@@ -76,8 +76,9 @@ export interface FileReader {
 
 /**
  * Files under one root, with crash-safe operations. Paths are relative to the root and use `/`
- * (or `\`); a path that would leave the root (`..`, absolute, a drive prefix, NUL) is rejected
- * with `ERR_INVALID_PATH` before anything is touched. A missing file gives `ERR_NOT_FOUND`;
+ * (or `\`); a path that would leave the root (`..`, absolute, a drive prefix, NUL, or on a file
+ * system a symbolic link leading out) is rejected with `ERR_INVALID_PATH` before anything is
+ * touched. A missing file gives `ERR_NOT_FOUND`;
  * other OS failures give `ERR_IO` with `errno`.
  *
  * Plain operations are atomic but not durable: after a power loss they may be undone. The

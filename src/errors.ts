@@ -8,7 +8,8 @@
  * - `ERR_RECORD_TOO_LARGE`: a record exceeds `maxRecordBytes`.
  * - `ERR_INVALID_ARG`: an argument has the wrong type or value.
  * - `ERR_NOT_FOUND`: no record (or file) at the given position.
- * - `ERR_INVALID_PATH`: a path would leave its directory's root (`..`, absolute, a drive prefix, NUL).
+ * - `ERR_INVALID_PATH`: a path would leave its directory's root (`..`, absolute, a drive prefix, NUL, a
+ *   symbolic link leading out of the root or nowhere).
  * - `ERR_IO`: the operating system reported an error; `errno` holds its number.
  *
  * @example

@@ -1,10 +1,10 @@
-import { mkdir, open, readdir, rename, rm, lstat, stat, type FileHandle } from 'node:fs/promises'
+import { mkdir, open, readdir, realpath, rename, rm, lstat, stat, type FileHandle } from 'node:fs/promises'
 import nodePath from 'node:path'
 
 import { atomicWriteVia } from './directory-atomic-write.js'
 import { checkRange, type FileData } from './directory-data.js'
 import { fromFs, ioError } from './directory-errors.js'
-import { checkPath, type PathNames } from './directory-path.js'
+import { checkPath, invalidPath, type PathNames } from './directory-path.js'
 import { PolicyWriter, type WriterSink } from './directory-writer.js'
 import type { Directory, FileReader, FileWriter, WriterOptions } from './directory.js'
 import { fromNative, invalidArg } from './errors.js'
@@ -124,6 +124,14 @@ class FsFileReader implements FileReader {
  *
  * Writers sync their file by path: do not rename or replace a file while a writer has it open.
  *
+ * Symbolic links inside the root are followed only where they stay inside it: every operation
+ * first resolves the links on its path, and a path that a link leads out of the root, or through
+ * a link that leads nowhere (creating through it would create the file wherever it points), is
+ * refused with `ERR_INVALID_PATH` before anything is touched. A link itself is renamed or deleted
+ * like a file, wherever it points. The check guards against links already in the tree, not
+ * against another process swapping one in while an operation runs; {@link FsDirectory.filePath}
+ * does no I/O and does not resolve links.
+ *
  * @example
  * ```ts
  * import { FsDirectory } from 'sturdy'
@@ -137,9 +145,12 @@ class FsFileReader implements FileReader {
 export class FsDirectory implements Directory {
   /** The absolute path of the root. */
   readonly root: string
+  /** The root with its symbolic links resolved: where every path must stay. */
+  readonly #realRoot: string
 
-  private constructor(root: string) {
+  private constructor(root: string, realRoot: string) {
     this.root = root
+    this.#realRoot = realRoot
   }
 
   /** Open the directory at `root`, creating it and any missing parents durably. */
@@ -149,7 +160,13 @@ export class FsDirectory implements Directory {
     }
     const absolute = nodePath.resolve(root)
     await makeDirsDurably(absolute, root)
-    return new FsDirectory(absolute)
+    let realRoot: string
+    try {
+      realRoot = await realpath(absolute)
+    } catch (e) {
+      throw fromFs(e, root, 'opening')
+    }
+    return new FsDirectory(absolute, realRoot)
   }
 
   filePath(path: string): string {
@@ -165,7 +182,7 @@ export class FsDirectory implements Directory {
   }
 
   async openFile(path: string): Promise<FileReader> {
-    const absolute = this.#absolute(checkPath(path))
+    const absolute = await this.#resolve(path, { followLast: true })
     let handle: FileHandle | undefined
     try {
       handle = await open(absolute, 'r')
@@ -188,7 +205,7 @@ export class FsDirectory implements Directory {
   }
 
   async exists(path: string): Promise<boolean> {
-    const absolute = this.#absolute(checkPath(path, { allowRoot: true }))
+    const absolute = await this.#resolve(path, { allowRoot: true })
     try {
       await lstat(absolute)
       return true
@@ -200,7 +217,7 @@ export class FsDirectory implements Directory {
   }
 
   async delete(path: string): Promise<void> {
-    const absolute = this.#absolute(checkPath(path))
+    const absolute = await this.#resolve(path)
     try {
       await rm(absolute, { recursive: true, force: true })
     } catch (e) {
@@ -225,11 +242,11 @@ export class FsDirectory implements Directory {
   }
 
   async createDirAll(path: string): Promise<void> {
-    await makeDirsDurably(this.#absolute(checkPath(path, { allowRoot: true })), path)
+    await makeDirsDurably(await this.#resolve(path, { allowRoot: true, followLast: true }), path)
   }
 
   async listDir(path: string): Promise<string[]> {
-    const absolute = this.#absolute(checkPath(path, { allowRoot: true }))
+    const absolute = await this.#resolve(path, { allowRoot: true, followLast: true })
     try {
       return (await readdir(absolute)).sort()
     } catch (e) {
@@ -247,21 +264,46 @@ export class FsDirectory implements Directory {
   }
 
   async syncFile(path: string): Promise<void> {
-    await native(syncFile(this.#absolute(checkPath(path))))
+    await native(syncFile(await this.#resolve(path, { followLast: true })))
   }
 
   async syncParentDir(path: string): Promise<void> {
-    await native(syncDir(nodePath.dirname(this.#absolute(checkPath(path)))))
+    await native(syncDir(nodePath.dirname(await this.#resolve(path))))
   }
 
   #absolute(names: PathNames): string {
     return nodePath.join(this.root, ...names)
   }
 
+  /**
+   * Check `path`, then check where symbolic links take it: its parent always, the path itself
+   * too if the operation follows a link there (`followLast`). Names that do not exist yet are
+   * fine: the operation creates them inside their nearest existing parent. Returns the path's
+   * absolute form.
+   */
+  async #resolve(path: string, options: { allowRoot?: boolean; followLast?: boolean } = {}): Promise<string> {
+    const absolute = this.#absolute(checkPath(path, options))
+    if (absolute === this.root) return absolute
+    for (let probe = options.followLast ? absolute : nodePath.dirname(absolute); ; probe = nodePath.dirname(probe)) {
+      let real: string
+      try {
+        real = await realpath(probe)
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code
+        if (code !== 'ENOENT' && code !== 'ENOTDIR') throw fromFs(e, path, 'resolving')
+        if (await isLink(probe)) throw invalidPath(path, 'goes through a symbolic link that leads nowhere')
+        // The root itself is gone: the operation reports that in its own words.
+        if (probe === this.root) return absolute
+        continue
+      }
+      if (!isWithin(this.#realRoot, real)) throw invalidPath(path, 'leads out of the directory root through a symbolic link')
+      return absolute
+    }
+  }
+
   async #openWriter(path: string, flags: 'w' | 'a', options: WriterOptions): Promise<FileWriter> {
-    const names = checkPath(path)
     const policy = checkFlushPolicy(options?.flushPolicy)
-    const absolute = this.#absolute(names)
+    const absolute = await this.#resolve(path, { followLast: true })
     await makeDirsDurably(nodePath.dirname(absolute), path)
     let handle: FileHandle
     try {
@@ -275,8 +317,8 @@ export class FsDirectory implements Directory {
 
   /** Check both paths and create `to`'s parent; a missing `from` is reported before that. */
   async #renamePaths(from: string, to: string): Promise<[string, string]> {
-    const fromAbs = this.#absolute(checkPath(from))
-    const toAbs = this.#absolute(checkPath(to))
+    const fromAbs = await this.#resolve(from)
+    const toAbs = await this.#resolve(to)
     try {
       await lstat(fromAbs)
     } catch (e) {
@@ -285,6 +327,21 @@ export class FsDirectory implements Directory {
     await makeDirsDurably(nodePath.dirname(toAbs), to)
     return [fromAbs, toAbs]
   }
+}
+
+/** Whether `path` is a symbolic link (false if it cannot be looked at). */
+async function isLink(path: string): Promise<boolean> {
+  try {
+    return (await lstat(path)).isSymbolicLink()
+  } catch {
+    return false
+  }
+}
+
+/** Whether the resolved path `real` is `root` or inside it. */
+function isWithin(root: string, real: string): boolean {
+  const rel = nodePath.relative(root, real)
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${nodePath.sep}`) && !nodePath.isAbsolute(rel))
 }
 
 /**
