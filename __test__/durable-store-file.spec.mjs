@@ -1,6 +1,7 @@
 import test from 'ava'
 
-import { FileDurableStore, FsDirectory, MemoryDirectory, SturdyError } from '../dist/index.mjs'
+import { FileDurableStore, FsDirectory, LogDurableStore, MemoryDirectory, SturdyError } from '../dist/index.mjs'
+import { SimulatedDisk } from '../dist/testing.mjs'
 import { tmpDir, assertRefusesBadKeysAndBlobs } from './helpers.mjs'
 
 const AWKWARD = [
@@ -82,6 +83,78 @@ test('durableKeys: only matching keys survive a restart', async (t) => {
   await store.close()
   const again = await FileDurableStore.open(dir, { durableKeys: ['config', 'counter/*'] })
   t.deepEqual(await again.keys(), ['config', 'counter/', 'counter/a'])
+  await again.close()
+})
+
+// Both stores: a key stored by an earlier open that `durableKeys` no longer matches.
+const BOTH_STORES = [
+  ['file', () => {
+    const dir = new MemoryDirectory({ seed: 21 })
+    return (options) => FileDurableStore.open(dir, options)
+  }],
+  ['log', () => {
+    const disk = new SimulatedDisk()
+    return (options) => LogDurableStore.open('s', { disk, ...options })
+  }],
+]
+for (const [name, backend] of BOTH_STORES) {
+  test(`${name}: a key no longer durable keeps its stored value until it changes, then never comes back`, async (t) => {
+    const open = backend()
+    const wide = await open()
+    for (const k of ['changed', 'deleted', 'untouched', 'kept']) await wide.persist(k, Buffer.from(`old ${k}`))
+    await wide.close()
+    const narrow = await open({ durableKeys: ['kept'] })
+    t.deepEqual(await narrow.load('untouched'), Buffer.from('old untouched'))
+    await narrow.persist('changed', Buffer.from('new'))
+    await narrow.delete('deleted')
+    // Within this open: the new value, and a delete that holds.
+    t.deepEqual(await narrow.load('changed'), Buffer.from('new'))
+    t.is(await narrow.load('deleted'), undefined)
+    t.deepEqual(await narrow.keys(), ['changed', 'kept', 'untouched'])
+    const all = new Map()
+    for await (const [k, v] of narrow.loadAll()) all.set(k, v.toString())
+    t.is(all.get('changed'), 'new')
+    t.false(all.has('deleted'))
+    await narrow.close()
+    // After a restart: the changed key's memory-only value is gone, and so is its old one.
+    const again = await open({ durableKeys: ['kept'] })
+    t.deepEqual(await again.keys(), ['kept', 'untouched'])
+    t.is(await again.load('changed'), undefined)
+    t.is(await again.load('deleted'), undefined)
+    await again.close()
+  })
+}
+
+/** A directory whose directory syncs fail: a rename or delete happens, its barrier does not. */
+function failingDirSyncs(dir) {
+  const fail = () => Promise.reject(new SturdyError('ERR_IO', 'injected: directory sync failed'))
+  return new Proxy(dir, {
+    get(target, prop) {
+      if (prop === 'syncParentDir') return fail
+      if (prop === 'atomicWriteDurable') return (p, data) => target.atomicWrite(p, data).then(fail)
+      const v = Reflect.get(target, prop)
+      return typeof v === 'function' ? v.bind(target) : v
+    },
+  })
+}
+
+test('a write or delete whose directory sync fails leaves the index as the disk has it', async (t) => {
+  const dir = new MemoryDirectory({ seed: 22 })
+  const healthy = await FileDurableStore.open(dir)
+  await healthy.persist('was', Buffer.from('there'))
+  await healthy.close()
+  const store = await FileDurableStore.open(failingDirSyncs(dir))
+  // The new file is in place, though not durably: it reads back, and a delete must remove it.
+  await t.throwsAsync(store.persist('fresh', Buffer.from('v')), { code: 'ERR_IO' })
+  t.deepEqual(await store.load('fresh'), Buffer.from('v'))
+  t.deepEqual(await store.keys(), ['fresh', 'was'])
+  // The unlink happened: the key is gone, not an error to read.
+  await t.throwsAsync(store.delete('was'), { code: 'ERR_IO' })
+  t.is(await store.load('was'), undefined)
+  await t.throwsAsync(store.delete('fresh'), { code: 'ERR_IO' })
+  await store.close()
+  const again = await FileDurableStore.open(dir)
+  t.deepEqual(await again.keys(), [])
   await again.close()
 })
 

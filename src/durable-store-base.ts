@@ -60,6 +60,8 @@ export abstract class DurableStoreBase extends EventEmitter implements DurableSt
   protected abstract readValue(key: string): Promise<Buffer | undefined>
   /** The keys stored now. */
   protected abstract storedKeys(): Iterable<string>
+  /** Whether `key` is stored now. */
+  protected abstract isStored(key: string): boolean
   /** Every stored key and value. */
   protected abstract storedEntries(): AsyncIterable<[string, Buffer]>
   /** Release the backend (after every queued operation has finished). */
@@ -76,6 +78,7 @@ export abstract class DurableStoreBase extends EventEmitter implements DurableSt
     this.#checkOpen()
     if (!this.#durable(key)) {
       this.#memory.set(key, bytes)
+      await this.#forgetStored(key)
     } else if (this.#writeBehindMs !== undefined) {
       this.#defer(key, bytes)
     } else {
@@ -88,6 +91,7 @@ export abstract class DurableStoreBase extends EventEmitter implements DurableSt
     this.#checkOpen()
     if (!this.#durable(key)) {
       this.#memory.delete(key)
+      await this.#forgetStored(key)
     } else if (this.#writeBehindMs !== undefined) {
       this.#defer(key, null)
     } else {
@@ -98,7 +102,11 @@ export abstract class DurableStoreBase extends EventEmitter implements DurableSt
   async load(key: string): Promise<Buffer | undefined> {
     checkKey(key)
     this.#checkOpen()
-    if (!this.#durable(key)) return copy(this.#memory.get(key))
+    if (!this.#durable(key)) {
+      if (this.#memory.has(key) || !this.isStored(key)) return copy(this.#memory.get(key))
+      // Stored by an earlier open whose durableKeys matched it, and not changed since.
+      return this.serial(key, () => this.readValue(key))
+    }
     const shadow = this.#shadow(key)
     if (shadow !== undefined) return shadow === null ? undefined : Buffer.from(shadow)
     // Queued behind this key's writes: a load sees every write that resolved before it.
@@ -213,6 +221,16 @@ export abstract class DurableStoreBase extends EventEmitter implements DurableSt
   protected reportError(e: unknown): void {
     if (this.listenerCount('error') > 0) this.emit('error', e)
     else this.#kept ??= e
+  }
+
+  /**
+   * A key that `durableKeys` no longer matches may still be stored from an earlier open; it is
+   * loaded as it was until it changes. Once it changes its state lives in memory only, so the
+   * stored copy goes: left, it would come back in place of the newer value after a restart, or
+   * right away under a delete.
+   */
+  async #forgetStored(key: string): Promise<void> {
+    if (this.isStored(key)) await this.serial(key, () => this.removeValue(key))
   }
 
   #defer(key: string, change: Change): void {

@@ -66,16 +66,38 @@ export class FileDurableStore extends DurableStoreBase {
 
   protected async writeValue(key: string, blob: Buffer): Promise<void> {
     const name = encodeKey(key)
-    await this.#dir.atomicWriteDurable(name, encodeKeyFile(key, blob))
+    try {
+      await this.#dir.atomicWriteDurable(name, encodeKeyFile(key, blob))
+    } catch (e) {
+      await this.#recheck(key, name)
+      throw e
+    }
     this.#names.set(key, name)
   }
 
   protected async removeValue(key: string): Promise<void> {
     const name = this.#names.get(key)
     if (name === undefined) return
-    await this.#dir.delete(name)
-    await this.#dir.syncParentDir(name)
+    try {
+      await this.#dir.delete(name)
+      await this.#dir.syncParentDir(name)
+    } catch (e) {
+      await this.#recheck(key, name)
+      throw e
+    }
     this.#names.delete(key)
+  }
+
+  /**
+   * After a failed write or delete, index `key` as the disk has it now: a failure after the
+   * rename or the unlink (syncing the directory, say) has already changed the name. Were the
+   * index left as it was, a new key's file would stay behind a later delete (and come back on
+   * the next open), and a deleted one would be read. If even that look fails, the key stays
+   * indexed: a later delete still removes its file, a read reports the error.
+   */
+  async #recheck(key: string, name: string): Promise<void> {
+    if (await this.#dir.exists(name).catch(() => true)) this.#names.set(key, name)
+    else this.#names.delete(key)
   }
 
   protected async readValue(key: string): Promise<Buffer | undefined> {
@@ -90,6 +112,10 @@ export class FileDurableStore extends DurableStoreBase {
 
   protected storedKeys(): Iterable<string> {
     return this.#names.keys()
+  }
+
+  protected isStored(key: string): boolean {
+    return this.#names.has(key)
   }
 
   protected async *storedEntries(): AsyncIterable<[string, Buffer]> {

@@ -148,6 +148,10 @@ export class LogDurableStore extends DurableStoreBase {
     return this.#index.keys()
   }
 
+  protected isStored(key: string): boolean {
+    return this.#index.has(key)
+  }
+
   /**
    * One pass over the log. Compaction may run meanwhile: it re-appends live records above the
    * scan and drops the segments below (the log's iterator then continues at the oldest record

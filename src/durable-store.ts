@@ -47,6 +47,10 @@ export interface DurableStoreOptions {
   /**
    * Which keys are stored durably: exact keys, and `prefix*` wildcards (`'*'` for all). Other
    * keys are kept in memory only and are gone after a restart. Default: every key.
+   *
+   * Narrowing it between opens: a key stored before that no longer matches is loaded as stored
+   * until it changes; its first `persist` or `delete` removes the stored copy (the new value
+   * lives in memory only), so the old value never comes back.
    */
   durableKeys?: readonly string[]
   /**
