@@ -204,3 +204,31 @@ test('a server that cannot listen releases its store', async (t) => {
   const store = await StreamStore.open(dir) // ERR_LOCKED before: the failed server held the shards
   await store.close()
 })
+
+test('option values the server would misuse are INVALID_ARG before the data directory is touched', async (t) => {
+  const { default: fs } = await import('node:fs')
+  const { default: path } = await import('node:path')
+  const dir = path.join(tmpDir(t), 'never-made')
+  const bad = [
+    { longPollTimeoutMs: 2 ** 31 }, // past setTimeout's limit: every long-poll would answer at once
+    { longPollTimeoutMs: 0 },
+    { longPollTimeoutMs: '100' },
+    { sseMaxMs: Infinity },
+    { idleTimeoutMs: -1 },
+    { idleTimeoutMs: 1.5 },
+    { port: 65536 },
+    { port: -1 },
+    { port: '4437' },
+    { maxBodyBytes: 0 },
+    { maxBodyBytes: NaN },
+    { host: 42 },
+    { root: 7 },
+  ]
+  for (const options of bad) {
+    const e = await t.throwsAsync(createStreamServer({ dir, port: 0, ...options }), undefined, JSON.stringify(options))
+    t.is(e?.code, 'INVALID_ARG', `${JSON.stringify(options)}: ${e?.message}`)
+  }
+  t.false(fs.existsSync(dir))
+  const s = await server(t, { longPollTimeoutMs: 2 ** 31 - 1, idleTimeoutMs: 1000 })
+  t.is((await put(`${s.streamsUrl}ok`, 'text/plain', 'x')).status, 201)
+})

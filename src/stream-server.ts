@@ -84,6 +84,30 @@ const PREFLIGHT_HEADERS = {
   'Access-Control-Max-Age': '86400',
 }
 const CATCH_UP_CACHE = 'public, max-age=60, stale-while-revalidate=300'
+/** The longest delay a Node timer takes; a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+/**
+ * Refuse option values the server would misuse, before the store is opened: a timer beyond
+ * Node's limit fires at once (every long-poll would answer 204 straight away), and a port or
+ * size that is not a whole number fails deep inside `listen` or never matches.
+ */
+function checkServerOptions(options: StreamServerOptions): void {
+  if (options === null || typeof options !== 'object') throw new StreamError('INVALID_ARG', 'options must be an object')
+  const whole = (name: keyof StreamServerOptions, min: number, max: number) => {
+    const v = options[name]
+    if (v !== undefined && !(typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max)) {
+      throw new StreamError('INVALID_ARG', `${name} must be an integer from ${min} to ${max}, got ${String(v)}`)
+    }
+  }
+  whole('port', 0, 65535)
+  whole('maxBodyBytes', 1, Number.MAX_SAFE_INTEGER)
+  whole('longPollTimeoutMs', 1, MAX_TIMER_MS)
+  whole('sseMaxMs', 1, MAX_TIMER_MS)
+  whole('idleTimeoutMs', 1, MAX_TIMER_MS)
+  if (options.host !== undefined && typeof options.host !== 'string') throw new StreamError('INVALID_ARG', 'host must be a string')
+}
+
 /** A connection idle this long is closed (see `idleTimeoutMs`). */
 const IDLE_CONNECTION_MS = 10_000
 /** How long `close` lets responses in progress finish before it closes their connections. */
@@ -103,8 +127,9 @@ const CLOSE_GRACE_MS = 2_000
  * ```
  */
 export async function createStreamServer(options: StreamServerOptions): Promise<StreamServer> {
+  checkServerOptions(options)
   const root = options.root ?? '/v1/stream/'
-  if (!root.startsWith('/') || !root.endsWith('/')) throw new StreamError('INVALID_ARG', 'root must start and end with "/"')
+  if (typeof root !== 'string' || !root.startsWith('/') || !root.endsWith('/')) throw new StreamError('INVALID_ARG', 'root must start and end with "/"')
   const store = await StreamStore.open(options.dir, options)
   let subscriptions: Subscriptions | undefined
   try {
