@@ -306,6 +306,85 @@ test('recover() refuses, rather than silently missing records, when the only che
   t.is((await recover(opts)).replayed, 10)
   await damage(dir, name(lsns[29]), (b) => Buffer.alloc(b.length))
   const e = await t.throwsAsync(recover(opts), { instanceOf: SturdyError, code: 'ERR_CORRUPT' })
-  t.regex(e.message, /is damaged, and the log now starts at LSN \d+, after its beginning/)
+  t.regex(e.message, /is damaged, and the log has dropped records up to LSN \d+, past its beginning/)
+  await wal.close()
+})
+
+test('checkpoint() refuses bad input and a stale snapshot before touching anything', async (t) => {
+  const { dir, wal, cps, lsns } = await logWith40Records(t, 1)
+  await checkpoint({ wal, checkpoints: cps, lsn: lsns[20], data: 'at 20' })
+  const first = wal.firstLsn
+  const bad = { instanceOf: SturdyError, code: 'ERR_INVALID_ARG' }
+  await t.throwsAsync(checkpoint(undefined), bad)
+  await t.throwsAsync(checkpoint({ checkpoints: cps, lsn: lsns[30], data: 'no wal' }), bad)
+  await t.throwsAsync(checkpoint({ wal, lsn: lsns[30], data: 'no checkpoints' }), bad)
+  await t.throwsAsync(checkpoint({ wal, checkpoints: cps, lsn: wal.nextLsn + 100_000, data: 'past the end' }), bad)
+  await t.throwsAsync(checkpoint({ wal, checkpoints: cps, lsn: 'x', data: 'not an lsn' }), bad)
+  // Older than the kept one: a snapshot that finished late. Issued together, the newer first.
+  const [newer, older] = await Promise.allSettled([
+    checkpoint({ wal, checkpoints: cps, lsn: lsns[25], data: 'at 25' }),
+    checkpoint({ wal, checkpoints: cps, lsn: lsns[22], data: 'at 22' }),
+  ])
+  t.is(newer.status, 'fulfilled')
+  t.is(older.reason?.code, 'ERR_INVALID_ARG')
+  t.deepEqual(await cps.list(), [lsns[25]])
+  t.true(wal.firstLsn >= first)
+  // Below what the log already dropped: the snapshot would miss records.
+  await t.throwsAsync(checkpoint({ wal, checkpoints: cps, lsn: lsns[0], data: 'at 0' }), bad)
+  t.deepEqual(await cps.list(), [lsns[25]])
+  const { state, replayed } = await recover({ wal, checkpoints: cps, init: (s) => s.toString(), apply: () => {} })
+  t.is(state, 'at 25')
+  t.is(replayed, 14)
+  await t.throwsAsync(recover({ checkpoints: cps, init: () => 0, apply: () => {} }), bad)
+  void dir
+  await wal.close()
+})
+
+test('recover() refuses a trimmed log whose records after the snapshot are gone, with nothing damaged', async (t) => {
+  const { dir, wal, cps, lsns } = await logWith40Records(t, 1)
+  await checkpoint({ wal, checkpoints: cps, lsn: lsns[30], data: 'at 30' })
+  const trimmed = wal.droppedEnd
+  t.true(trimmed > lsns[0])
+  const opts = { wal, checkpoints: cps, init: (s) => (s ? s.toString() : 'empty'), apply: () => {} }
+  t.is((await recover(opts)).replayed, 9)
+  // Replaced by hand with an older snapshot (Checkpoints.write takes a lower LSN as a cut-back
+  // log and deletes the newer one): the records between are neither in it nor in the log.
+  await cps.write(lsns[5], 'at 5')
+  const e = await t.throwsAsync(recover(opts), { instanceOf: SturdyError, code: 'ERR_CORRUPT' })
+  t.regex(e.message, new RegExp(`dropped records up to LSN ${trimmed}, past the checkpoint at LSN ${lsns[5]}`))
+  // The checkpoints lost altogether.
+  for (const name of await dir.listDir('')) await dir.delete(name)
+  const gone = await t.throwsAsync(recover(opts), { instanceOf: SturdyError, code: 'ERR_CORRUPT' })
+  t.regex(gone.message, /past its beginning, with no checkpoint standing for them/)
+  await wal.close()
+})
+
+test('checkpoints taken at the log end fall back past a damaged newest one across a segment boundary', async (t) => {
+  // Each checkpoint at `nextLsn` just before the next record starts a new segment: trimming for
+  // the older one drops the whole segment before it, yet nothing after the checkpoint is lost.
+  const wal = await Wal.open(path.join(tmpDir(t), 'wal'), SMALL)
+  const dir = await FsDirectory.open(path.join(tmpDir(t), 'cps'))
+  const cps = new Checkpoints(dir, { keep: 2 })
+  const big = (n) => String(n).padStart(1500, '0')
+  let total = 0
+  const add = async (n) => {
+    await wal.append(big(n))
+    total += n
+  }
+  await add(1)
+  await add(2)
+  const older = wal.nextLsn
+  await checkpoint({ wal, checkpoints: cps, lsn: older, data: String(total) })
+  await add(3) // a new segment
+  await add(4)
+  const newer = wal.nextLsn
+  await checkpoint({ wal, checkpoints: cps, lsn: newer, data: String(total) })
+  t.true(wal.firstLsn > older, 'the segment before the older checkpoint was dropped')
+  t.true(wal.droppedEnd <= older)
+  await damage(dir, name(newer), (b) => ((b[b.length - 1] ^= 0xff), b))
+  const got = await recover({ wal, checkpoints: cps, init: (s) => Number(s), apply: (s, { data }) => s + Number(data.toString()) })
+  t.is(got.snapshotLsn, older)
+  t.is(got.state, total)
+  t.deepEqual(got.damagedCheckpoints.map((d) => d.lsn), [newer])
   await wal.close()
 })

@@ -336,6 +336,11 @@ impl NativeWal {
     }
 
     #[napi]
+    pub fn dropped_end(&self) -> napi::Result<f64> {
+        guard(|| self.inner.log.dropped_end()).map(|v| v as f64)
+    }
+
+    #[napi]
     pub fn next_lsn(&self) -> f64 {
         self.inner.log.bounds().1 as f64
     }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::error::{Code, Result, WalError};
-use crate::frame::{frame_crc, read_u32, FRAME_HEADER, MARKER_LEN, MARKER_TAG, MAX_PAYLOAD};
+use crate::frame::{decode, frame_crc, read_u32, Frame, FRAME_HEADER, MARKER_LEN, MARKER_TAG, MAX_PAYLOAD};
 use crate::reader::SegmentReader;
 use crate::recovery::{recover, RecoveryMode, RecoveryReport};
 use crate::segment::{file_name, SEGMENT_HEADER};
@@ -286,6 +286,30 @@ impl Log {
             }
         }
         Ok(None)
+    }
+
+    /// Where the log ended before the first write into its oldest segment, which that write's
+    /// marker records: every record dropped from the front of the log (by `truncate_before`, or
+    /// by a truncate-mode recovery that started afresh) ends at or before it. Without a readable
+    /// marker there, the segment's first position answers: nothing dropped ends past it.
+    pub fn dropped_end(&self) -> Result<u64> {
+        self.check_open()?;
+        self.retry_truncated(|| {
+            let (base, end) = {
+                let st = self.state();
+                let (&base, seg) = st.segs.iter().next().expect("a log always has a segment");
+                (base, seg.end)
+            };
+            let first = SEGMENT_HEADER as u64;
+            if end < first + MARKER_LEN as u64 {
+                return Ok(base + first);
+            }
+            let mut reader = SegmentReader::new(self.store.as_ref(), base, end, MARKER_LEN);
+            Ok(match decode(reader.get(first, MARKER_LEN)?, base + first, 0) {
+                Frame::Marker { prev_end, .. } => prev_end,
+                _ => base + first,
+            })
+        })
     }
 
     /// The payload of the record at `lsn`, checksum verified.

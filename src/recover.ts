@@ -13,10 +13,10 @@ import type { Wal, WalEntry } from './wal.js'
  */
 export interface RecoverOptions<S> {
   /**
-   * The log to replay (any object with `entries` and `nextLsn`; with `firstLsn` too, recovery
-   * also notices records dropped for a checkpoint that is now damaged).
+   * The log to replay (any object with `entries` and `nextLsn`; with `droppedEnd` too, recovery
+   * refuses to miss records the log has dropped).
    */
-  wal: Pick<Wal, 'entries' | 'nextLsn'> & Partial<Pick<Wal, 'firstLsn'>>
+  wal: Pick<Wal, 'entries' | 'nextLsn'> & Partial<Pick<Wal, 'droppedEnd'>>
   /** Where the snapshots are; without it the whole log is replayed onto `init(undefined)`. */
   checkpoints?: Checkpoints
   /** The starting state: from the newest valid snapshot's bytes, or from scratch (`undefined`). */
@@ -64,8 +64,11 @@ function isThenable(x: unknown): x is PromiseLike<unknown> {
  *
  * Fails with `ERR_CORRUPT` if the snapshot claims to cover more of the log than the log holds
  * (a different log, or one cut back after the snapshot was taken): replaying would then give
- * later records LSNs the snapshot already claims. Also when newer checkpoints are damaged and the
- * log was already trimmed past the snapshot it falls back to: records would be missing.
+ * later records LSNs the snapshot already claims. Also when the log has dropped records after
+ * the snapshot, or any records with no snapshot to stand for them ({@link Wal.droppedEnd} past
+ * its LSN): the newer checkpoint they were dropped for is damaged or gone, or the log was
+ * trimmed by hand past its checkpoints, or a `'truncate'` recovery had to start the log afresh.
+ * The state would silently miss them.
  *
  * @example
  * ```ts
@@ -83,6 +86,9 @@ export async function recover<S>(options: RecoverOptions<S>): Promise<Recovered<
   if (options === null || typeof options !== 'object') throw invalidArg('options must be an object')
   const { wal, checkpoints, init, apply } = options
   if (typeof init !== 'function' || typeof apply !== 'function') throw invalidArg('init and apply must be functions')
+  if (wal === null || typeof wal !== 'object' || typeof wal.entries !== 'function' || typeof wal.nextLsn !== 'number') {
+    throw invalidArg('wal must be a Wal (an object with entries and nextLsn)')
+  }
 
   const { latest, damaged } = checkpoints ? await findLatest(checkpoints) : { latest: undefined, damaged: [] }
   if (latest !== undefined && latest.lsn > wal.nextLsn) {
@@ -92,16 +98,19 @@ export async function recover<S>(options: RecoverOptions<S>): Promise<Recovered<
     )
   }
 
-  // A newer checkpoint failed verification, and the log no longer reaches back to the snapshot
-  // we fall back to (or to its own start): the records in between were dropped for the damaged
-  // one. Replaying would silently miss them.
+  // Records dropped from the front of the log end at or before `droppedEnd`; past what the
+  // snapshot covers (or the log's first record, with none), some of them are missing from both.
   const from = latest?.lsn ?? FIRST_RECORD_LSN
-  const newerDamaged = damaged.filter((d) => d.lsn > (latest?.lsn ?? -1))
-  if (newerDamaged.length > 0 && wal.firstLsn !== undefined && wal.firstLsn > from) {
-    const names = newerDamaged.map((d) => `LSN ${d.lsn} (${d.damage})`).join(', ')
+  const dropped = wal.droppedEnd
+  if (dropped !== undefined && dropped > from) {
+    const newerDamaged = damaged.filter((d) => d.lsn > (latest?.lsn ?? -1))
+    const why =
+      newerDamaged.length > 0
+        ? `checkpoint ${newerDamaged.map((d) => `LSN ${d.lsn} (${d.damage})`).join(', ')} is damaged, and `
+        : ''
     throw new SturdyError(
       'ERR_CORRUPT',
-      `checkpoint ${names} is damaged, and the log now starts at LSN ${wal.firstLsn}, after ${latest ? `the older checkpoint at LSN ${latest.lsn}` : 'its beginning'}: the records in between are gone`,
+      `${why}the log has dropped records up to LSN ${dropped}, past ${latest ? `the checkpoint at LSN ${latest.lsn}` : 'its beginning, with no checkpoint standing for them'}: the records in between are gone`,
     )
   }
 

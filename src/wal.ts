@@ -262,6 +262,21 @@ export class Wal {
     return this.#native.firstLsn()
   }
 
+  /**
+   * Where the records dropped from the front of the log ended: every record that
+   * {@link Wal.truncateBefore} removed (or a `'truncate'` recovery that had to start the log
+   * afresh) ends at or before this LSN. A log never trimmed answers its very beginning. A
+   * snapshot covering the log up to an LSN at or past it misses none of the dropped records;
+   * {@link recover} refuses one that does not.
+   */
+  get droppedEnd(): number {
+    try {
+      return this.#native.droppedEnd()
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
   /** LSN just past the newest durable record: every later append gets a larger LSN. */
   get nextLsn(): number {
     return this.#native.nextLsn()
