@@ -850,3 +850,93 @@ test('close releases a wait for data at the tail instead of leaving it to its ti
   // A wait left to its 10-minute timeout would keep this test (and any process) alive that long.
   t.false(await waiting, 'a closing store has no new data to report')
 })
+
+// ---- found in review ----
+
+test('a body or initial data that is not bytes is INVALID_ARG, and the store goes on', async (t) => {
+  const store = await StreamStore.open(tmpDir(t))
+  t.teardown(() => store.close())
+  await store.create('a', { contentType: TEXT, data: Buffer.from('ok|') })
+  for (const body of ['a string', ['x'], { length: 3 }, 42]) {
+    await t.throwsAsync(store.append('a', body, { contentType: TEXT }), { instanceOf: StreamError, code: 'INVALID_ARG' })
+  }
+  await t.throwsAsync(store.create('b', { contentType: TEXT, data: 'text' }), { instanceOf: StreamError, code: 'INVALID_ARG' })
+  // Nothing was accepted, nothing poisoned: the next append lands at the same place.
+  await store.append('a', Buffer.from('next'), { contentType: TEXT })
+  t.is((await readAll(store, 'a')).data.toString(), 'ok|next')
+  await store.create('b', { contentType: TEXT })
+})
+
+test('producer epochs and sequence numbers that are not non-negative integers are INVALID_ARG, and change nothing', async (t) => {
+  const store = await StreamStore.open(tmpDir(t))
+  t.teardown(() => store.close())
+  await store.create('p', { contentType: TEXT })
+  for (const [epoch, seq] of [[NaN, 0], [-1, 0], [0, -1], [0, 0.5], ['1', 0], [0, Infinity], [2 ** 53, 0]]) {
+    const e = await t.throwsAsync(store.append('p', Buffer.from('bad'), { contentType: TEXT, producer: { id: 'w', epoch, seq } }))
+    t.is(e.code, 'INVALID_ARG', `epoch ${epoch} seq ${seq}`)
+  }
+  await t.throwsAsync(store.append('p', Buffer.from('bad'), { contentType: TEXT, producer: { id: 7, epoch: 0, seq: 0 } }), { code: 'INVALID_ARG' })
+  // The first valid producer write is new, not a duplicate of something refused.
+  const r = await store.append('p', Buffer.from('F'), { contentType: TEXT, producer: { id: 'w', epoch: 0, seq: 0 } })
+  t.is(r.outcome, 'appended')
+  t.is((await readAll(store, 'p')).data.toString(), 'F')
+})
+
+test('a throwing onTail listener neither fails the durable append nor silences the listeners after it', async (t) => {
+  const store = await StreamStore.open(tmpDir(t))
+  t.teardown(() => store.close())
+  const heard = []
+  const warned = new Promise((resolve) => process.once('warning', resolve))
+  store.onTail(() => {
+    throw new Error('listener bug')
+  })
+  store.onTail((name, tail) => heard.push([name, tail]))
+  await store.create('l', { contentType: TEXT })
+  await store.append('l', Buffer.from('hello'), { contentType: TEXT })
+  t.deepEqual(heard.map(([n]) => n), ['l', 'l'])
+  t.is(heard[1][1], formatOffset(5))
+  t.regex((await warned).message, /listener bug/)
+})
+
+test('forking a fork at -1 starts at its beginning as readers see it, with nothing inherited', async (t) => {
+  const store = await StreamStore.open(tmpDir(t))
+  t.teardown(() => store.close())
+  await store.create('src', { contentType: TEXT, data: Buffer.from('0123456789') })
+  await store.create('f', { contentType: TEXT, forkFrom: 'src', forkOffset: formatOffset(6) })
+  await store.append('f', Buffer.from('ABC'), { contentType: TEXT })
+  await store.create('ff', { contentType: TEXT, forkFrom: 'f', forkOffset: '-1' })
+  const ff = await readAll(store, 'ff')
+  t.is(ff.data.toString(), '')
+  t.is(ff.next, formatOffset(0))
+  await store.create('fs', { contentType: TEXT, forkFrom: 'src', forkOffset: '-1' })
+  t.is((await readAll(store, 'fs')).data.toString(), '')
+})
+
+test('a refusal on a busy stream is answered while its writers keep going', async (t) => {
+  const store = await StreamStore.open(tmpDir(t), { shards: 1 })
+  t.teardown(() => store.close())
+  await store.create('hot', { contentType: TEXT })
+  await store.append('hot', Buffer.from('x'), { contentType: TEXT, producer: { id: 'w', epoch: 1, seq: 0 } })
+  // Writers that stop on their own after LIMIT appends: a refusal that waited for the stream to
+  // be idle would settle only then.
+  const LIMIT = 20_000
+  let done = 0
+  const writers = Array.from({ length: 8 }, async () => {
+    while (done < LIMIT) {
+      await store.append('hot', Buffer.from('x'), { contentType: TEXT })
+      done++
+    }
+  })
+  while (done < 100) await store.append('hot', Buffer.from('x'), { contentType: TEXT })
+  const refusals = [
+    [store.append('hot', Buffer.from('x'), { contentType: BIN }), 'CONTENT_TYPE_MISMATCH'],
+    [store.append('hot', Buffer.from('x'), { contentType: TEXT, producer: { id: 'w', epoch: 0, seq: 1 } }), 'PRODUCER_STALE_EPOCH'],
+    [store.append('hot', Buffer.from('x'), { contentType: TEXT, producer: { id: 'w', epoch: 1, seq: 5 } }), 'PRODUCER_SEQ_GAP'],
+    [store.create('hot', { contentType: BIN }), 'CONFLICT'],
+  ]
+  for (const [refused, code] of refusals) {
+    await t.throwsAsync(refused, { code })
+    t.true(done < LIMIT, `${code} was answered only after the writers stopped`)
+  }
+  await Promise.all(writers)
+})

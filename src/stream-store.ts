@@ -198,6 +198,26 @@ class Unsettled {
   constructor(readonly stream: Stream) {}
 }
 
+/** A refusal to give once the writes it was judged against are durable (see `#refuse`). */
+class RefusedAfter {
+  constructor(
+    readonly written: Promise<unknown>,
+    readonly error: StreamError,
+  ) {}
+}
+
+/** Epochs and sequence numbers: what the protocol's headers carry, whole and not negative. */
+function checkProducer(p: ProducerRequest): void {
+  if (p === null || typeof p !== 'object' || typeof p.id !== 'string' || p.id.length === 0) {
+    throw new StreamError('INVALID_ARG', 'a producer has a non-empty string id')
+  }
+  for (const [what, v] of [['epoch', p.epoch], ['seq', p.seq]] as const) {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+      throw new StreamError('INVALID_ARG', `producer ${what} must be a non-negative integer, got ${String(v)}`)
+    }
+  }
+}
+
 /**
  * Durable, named, append-only streams with the Durable Streams protocol's semantics, on sturdy's
  * WAL. An append resolves once it is on stable storage; producer state, `Stream-Seq` and closure
@@ -346,6 +366,7 @@ export class StreamStore implements StreamEvents {
     const stream = new Stream(randomBytes(9).toString('base64url'), name, shardOf(name, this.#wals.length), config, now)
     stream.source = source
     let data = options.data ?? Buffer.alloc(0)
+    if (!(data instanceof Uint8Array)) throw new StreamError('INVALID_ARG', 'initial data must be a Buffer or Uint8Array')
     if (stream.json && data.length > 0) data = jsonMessages(data, true)
     const header = { uid: stream.uid, name, time: now, ...config, ...(options.closed === true ? { closed: true } : {}) }
     const record = encodeStreamRecord({ kind: CREATE, header, data })
@@ -375,8 +396,12 @@ export class StreamStore implements StreamEvents {
     const now = this.#now()
     const s = this.#live(name, now)
     const close = options.close === true
+    // Checked here: the log would refuse it only after the writer state had moved on.
+    if (!(body instanceof Uint8Array)) throw new StreamError('INVALID_ARG', 'a body must be a Buffer or Uint8Array')
     if (body.length === 0 && !close) throw new StreamError('INVALID_ARG', 'an append needs a body (or Stream-Closed: true)')
     const p = options.producer
+    if (p !== undefined) checkProducer(p)
+    if (options.seq !== undefined && typeof options.seq !== 'string') throw new StreamError('INVALID_ARG', 'Stream-Seq must be a string')
     if (p !== undefined && Buffer.byteLength(p.id) > MAX_WRITER_ID_BYTES) throw new StreamError('INVALID_ARG', `a producer id is at most ${MAX_WRITER_ID_BYTES} bytes`)
     if (options.seq !== undefined && Buffer.byteLength(options.seq) > MAX_WRITER_ID_BYTES) {
       throw new StreamError('INVALID_ARG', `Stream-Seq is at most ${MAX_WRITER_ID_BYTES} bytes`)
@@ -628,9 +653,13 @@ export class StreamStore implements StreamEvents {
     return s
   }
 
-  /** Refuse with `error` — once `s` has no writes in flight that the refusal might depend on. */
+  /**
+   * Refuse with `error` once the writes in flight now, which it was judged against, are durable.
+   * Only those: a write that fails poisons the store (the answer is then that failure), and later
+   * writes cannot change a judgement made on earlier state, so a busy stream still gets its answer.
+   */
   #refuse(s: Stream, error: StreamError): never {
-    if (s.pending > 0) throw new Unsettled(s)
+    if (s.pending > 0) throw new RefusedAfter(s.commit, error)
     throw error
   }
 
@@ -640,6 +669,11 @@ export class StreamStore implements StreamEvents {
       try {
         return await op()
       } catch (e) {
+        if (e instanceof RefusedAfter) {
+          await e.written
+          this.#checkHealthy()
+          throw e.error
+        }
         if (!(e instanceof Unsettled)) throw e
         await e.stream.commit
       }
@@ -692,9 +726,11 @@ export class StreamStore implements StreamEvents {
     // The fork's record goes to its own shard: the source's creation (or deletion) must be
     // durable first, or a crash could keep the fork without its source.
     if (source.deleting || !source.durable) throw new Unsettled(source)
-    let at = options.forkOffset === undefined || options.forkOffset === 'now' ? source.tail : parseForkOffset(options.forkOffset, source)
-    if (at > source.tail) throw new StreamError('INVALID_ARG', 'fork offset is beyond the end of the source')
+    // The oldest position readers can see; `-1` names it (for a fork, not where its own data begins).
     const floor = source.acceptedStart > source.base ? source.acceptedStart : retainedStart(source)
+    const text = options.forkOffset
+    let at = text === undefined || text === 'now' ? source.tail : text === '-1' ? floor : parseForkOffset(text)
+    if (at > source.tail) throw new StreamError('INVALID_ARG', 'fork offset is beyond the end of the source')
     if (at < floor) throw new StreamError('GONE', 'fork offset is below the retained data of the source')
     if (source.json) this.#collectRange(source, at, at, 0, []) // INVALID_OFFSET unless between two messages
     const sub = options.forkSubOffset ?? 0
@@ -775,10 +811,25 @@ export class StreamStore implements StreamEvents {
       }
       apply(lsn)
       s.wake()
-      if (s.deleted === 'no') for (const l of this.#listeners) l(s.name, formatOffset(s.tail), created)
+      if (s.deleted === 'no') this.#tellListeners(s.name, formatOffset(s.tail), created)
     })
     s.commit = applied.catch(() => {})
     await applied
+  }
+
+  /**
+   * Tell every `onTail` listener. The change is durable already: a listener that throws must not
+   * fail the write that caused it, nor keep the listeners after it from hearing of it. What it
+   * threw goes to a process warning.
+   */
+  #tellListeners(name: string, tail: string, created: boolean): void {
+    for (const l of this.#listeners) {
+      try {
+        l(name, tail, created)
+      } catch (e) {
+        process.emitWarning(`a stream onTail listener threw: ${e instanceof Error ? e.message : String(e)}`, { code: 'STURDY_LISTENER' })
+      }
+    }
   }
 
   /**
@@ -852,8 +903,7 @@ function producerReply(s: Stream, p: ProducerRequest): { epoch: number; seq: num
   return state === undefined ? { epoch: p.epoch, seq: p.seq } : { epoch: state[0], seq: state[1] }
 }
 
-function parseForkOffset(text: string, source: Stream): number {
-  if (text === '-1') return source.start
+function parseForkOffset(text: string): number {
   try {
     return parsePosition(text)
   } catch {
