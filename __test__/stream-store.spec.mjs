@@ -940,3 +940,45 @@ test('a refusal on a busy stream is answered while its writers keep going', asyn
   }
   await Promise.all(writers)
 })
+
+test('TTL across restarts: an idle stream expires, one kept alive by reads does not, restarts do not renew it', async (t) => {
+  const dir = tmpDir(t)
+  let clock = 1_000_000
+  const open = () => StreamStore.open(dir, { now: () => clock })
+  const alive = async (store, name) =>
+    store.read(name, { kind: 'start' }).then(
+      () => true,
+      (e) => (e.code === 'NOT_FOUND' ? false : Promise.reject(e)),
+    )
+  let store = await open()
+  await store.create('idle', { contentType: TEXT, ttlSeconds: 10, data: Buffer.from('secret') })
+  await store.create('read', { contentType: TEXT, ttlSeconds: 40, data: Buffer.from('kept') })
+  await store.create('looped', { contentType: TEXT, ttlSeconds: 10, data: Buffer.from('x') })
+  await store.create('compacted', { contentType: TEXT, ttlSeconds: 40, data: Buffer.from('c') })
+  // Reads every 5 s for 200 s keep 'read' and 'compacted' alive; the log records them now and then.
+  for (let i = 0; i < 40; i++) {
+    clock += 5_000
+    await store.read('read', { kind: 'start' })
+    await store.read('compacted', { kind: 'start' })
+    // Restarting more often than the TTL must not renew 'looped'.
+    if (i % 2 === 1) {
+      await store.close()
+      store = await open()
+    }
+  }
+  await store.compact() // the snapshot carries what the log knew of 'compacted''s reads
+  const lastRead = clock
+  await store.close()
+  clock = lastRead + 35_000 // within the TTL of the last read
+  store = await open()
+  t.false(await alive(store, 'idle'))
+  t.false(await alive(store, 'looped'))
+  // A read now would renew them: look at the names instead.
+  t.deepEqual([...store.names()].sort(), ['compacted', 'read'])
+  await store.close()
+  clock = lastRead + 51_000 // past the TTL, with a quarter of it for reads the log did not record
+  store = await open()
+  t.false(await alive(store, 'read'))
+  t.false(await alive(store, 'compacted'))
+  await store.close()
+})

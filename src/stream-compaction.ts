@@ -91,6 +91,7 @@ function snapshotRecords(s: Stream, maxRecordBytes: number): StreamRecord[] {
     uid: s.uid,
     name: s.name,
     time: Date.now(),
+    touched: s.touched,
     ...s.config,
     closed: s.acceptedClosed,
     start: s.start,

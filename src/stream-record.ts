@@ -18,6 +18,8 @@ export const MOVE = 5
 export const RETAIN = 6
 /** Compaction: more producer states of the snapshot just before (a snapshot with many producers is split). */
 export const PRODUCERS = 7
+/** A stream with a TTL was read: when, so a restart neither restarts nor cuts short its TTL. */
+export const TOUCH = 8
 
 /** Kind (u8) and header length (u32 LE). */
 const PREFIX = 5
@@ -61,7 +63,14 @@ export interface DeleteHeader {
   time: number
 }
 
+export interface TouchHeader {
+  uid: string
+  time: number
+}
+
 export interface SnapshotHeader extends CreateHeader {
+  /** The newest access the log recorded for the stream (`Stream.touched`; older snapshots lack it: `time`). */
+  touched?: number
   start: number
   tail: number
   seq?: string
@@ -93,6 +102,7 @@ export type StreamRecord =
   | { kind: typeof DELETE; header: DeleteHeader; data: Buffer }
   | { kind: typeof SNAPSHOT; header: SnapshotHeader; data: Buffer }
   | { kind: typeof MOVE; header: MoveHeader; data: Buffer }
+  | { kind: typeof TOUCH; header: TouchHeader; data: Buffer }
   | { kind: typeof RETAIN; header: RetainHeader; data: Buffer }
   | { kind: typeof PRODUCERS; header: ProducersHeader; data: Buffer }
 
@@ -122,7 +132,7 @@ export function decodeStreamRecord(record: Buffer, where: string): StreamRecord 
   const corrupt = (why: string) => new SturdyError('ERR_CORRUPT', `stream record ${where} ${why}`)
   if (record.length < PREFIX) throw corrupt('is too short')
   const kind = record[0]!
-  if (kind < CREATE || kind > PRODUCERS) throw corrupt(`has unknown kind ${kind}`)
+  if (kind < CREATE || kind > TOUCH) throw corrupt(`has unknown kind ${kind}`)
   const end = PREFIX + record.readUInt32LE(1)
   if (end > record.length) throw corrupt('has a header longer than the record')
   let header: unknown

@@ -4,7 +4,7 @@
 import { SturdyError } from './errors.js'
 import type { Wal } from './wal.js'
 import { Stream } from './stream-state.js'
-import { APPEND, CREATE, DELETE, MOVE, PRODUCERS, RETAIN, SNAPSHOT, decodeStreamRecord, type SnapshotHeader } from './stream-record.js'
+import { APPEND, CREATE, DELETE, MOVE, PRODUCERS, RETAIN, SNAPSHOT, TOUCH, decodeStreamRecord, type SnapshotHeader } from './stream-record.js'
 
 /** Chunks seen for a stream before its snapshot (its creation was compacted away). */
 interface Orphans {
@@ -30,7 +30,7 @@ export async function replayShards(wals: readonly Wal[], now: number): Promise<S
         case CREATE: {
           const h = r.header
           const { type, ttl, expiresAt, fork } = h
-          const created = new Stream(h.uid, h.name, shard, { type, ttl, expiresAt, fork }, now)
+          const created = new Stream(h.uid, h.name, shard, { type, ttl, expiresAt, fork }, h.time)
           created.durable = true
           if (r.data.length > 0) addChunk(created, created.base, lsn, h.time)
           created.tail = created.acceptedTail = created.base + r.data.length
@@ -46,6 +46,7 @@ export async function replayShards(wals: readonly Wal[], now: number): Promise<S
             break
           }
           if (h.at !== s.tail) throw new SturdyError('ERR_CORRUPT', `stream record ${where} appends at ${h.at}, but the stream ends at ${s.tail}`)
+          s.touched = Math.max(s.touched, h.time)
           if (r.data.length > 0) addChunk(s, h.at, lsn, h.time)
           s.tail = s.acceptedTail = h.at + r.data.length
           if (h.seq !== undefined) s.seq = h.seq
@@ -61,8 +62,9 @@ export async function replayShards(wals: readonly Wal[], now: number): Promise<S
           else deletedOrphans.add(r.header.uid) // its creation was compacted away; a snapshot may follow
           break
         case SNAPSHOT: {
-          const restored = s ?? fromSnapshot(r.header, shard, now)
+          const restored = s ?? fromSnapshot(r.header, shard)
           applySnapshot(restored, r.header)
+          restored.touched = Math.max(s?.touched ?? 0, r.header.touched ?? r.header.time)
           if (r.header.deleted === true || deletedOrphans.has(restored.uid)) deleted.add(restored)
           const adopted = orphans.get(r.header.uid)
           if (adopted !== undefined) {
@@ -88,6 +90,9 @@ export async function replayShards(wals: readonly Wal[], now: number): Promise<S
           // Follows its snapshot; without it (dropped by a later compaction) a newer snapshot follows.
           if (s !== undefined) for (const [id, state] of Object.entries(r.header.producers)) s.producers.set(id, state)
           break
+        case TOUCH:
+          if (s !== undefined) s.touched = Math.max(s.touched, r.header.time)
+          break
         case RETAIN:
           if (s === undefined) break
           if (unsorted.delete(s)) sortChunks(s) // dropBelow needs chunks in position order
@@ -97,6 +102,7 @@ export async function replayShards(wals: readonly Wal[], now: number): Promise<S
     }
   }
   for (const s of unsorted) sortChunks(s)
+  for (const s of byUid.values()) s.lastAccess = lastAccessAfterRestart(s, now)
   return settle(byUid, deleted)
 }
 
@@ -114,8 +120,17 @@ function pushOrphan(orphans: Map<string, Orphans>, uid: string, position: number
   o.times.push(time)
 }
 
-function fromSnapshot(h: SnapshotHeader, shard: number, now: number): Stream {
-  const s = new Stream(h.uid, h.name, shard, { type: h.type, ttl: h.ttl, expiresAt: h.expiresAt, fork: h.fork }, now)
+/**
+ * The latest a stream can have been accessed before the restart: reads between two recorded
+ * ones go unrecorded for up to `touchEveryMs`, so the TTL counts from that much after the newest
+ * recorded access (never from the future). It neither restarts at every restart nor ends early.
+ */
+function lastAccessAfterRestart(s: Stream, now: number): number {
+  return Math.min(now, s.touched + (s.touchEveryMs() ?? 0))
+}
+
+function fromSnapshot(h: SnapshotHeader, shard: number): Stream {
+  const s = new Stream(h.uid, h.name, shard, { type: h.type, ttl: h.ttl, expiresAt: h.expiresAt, fork: h.fork }, h.touched ?? h.time)
   s.durable = true
   return s
 }

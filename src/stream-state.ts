@@ -49,7 +49,14 @@ export class Stream {
   forks = 0
   /** `soft`: deleted but kept for its forks (410 Gone); `hard`: gone. */
   deleted: 'no' | 'soft' | 'hard' = 'no'
+  /** When a client last read or wrote it: a TTL counts from here. */
   lastAccess: number
+  /**
+   * The newest access the log records (a create, an append, a touch, a snapshot's). Reads are
+   * recorded only every {@link Stream.touchEveryMs}, so after a restart the last access lies
+   * within that much after this.
+   */
+  touched: number
 
   /** Own data: chunk i starts at `positions[i]`, is the data of the record at `lsns[i]`, written at `times[i]`. */
   positions: number[] = []
@@ -71,7 +78,12 @@ export class Stream {
     this.expiresAtMs = config.expiresAt === undefined ? undefined : Date.parse(config.expiresAt)
     this.base = config.fork?.at ?? 0
     this.tail = this.acceptedTail = this.start = this.acceptedStart = this.base
-    this.lastAccess = time
+    this.lastAccess = this.touched = time
+  }
+
+  /** How often a read of a stream with a TTL is recorded in the log: a quarter of the TTL. */
+  touchEveryMs(): number | undefined {
+    return this.config.ttl === undefined ? undefined : (this.config.ttl * 1000) / 4
   }
 
   /** True once the stream's TTL or absolute expiry has passed. */

@@ -21,6 +21,7 @@ import {
   APPEND,
   CREATE,
   DELETE,
+  TOUCH,
   dataStart,
   encodeStreamRecord,
   type EncodedRecord,
@@ -471,7 +472,7 @@ export class StreamStore implements StreamEvents {
       s.acceptedClosed = true
       s.closedBy = tuple
     }
-    s.lastAccess = now
+    s.lastAccess = s.touched = now // the record holds `now`
     const end = s.acceptedTail
     await this.#writeEncoded(s, record, (lsn) => {
       if (data.length > 0) this.#addChunk(s, at, lsn, now)
@@ -517,7 +518,7 @@ export class StreamStore implements StreamEvents {
   async #read(name: string, offset: OffsetRequest, maxBytes: number, mayWait: boolean): Promise<ReadResult> {
     const now = this.#now()
     const s = this.#settled(name, now)
-    s.lastAccess = now
+    this.#accessed(s, now)
     const from = this.#from(s, offset)
     const pieces: Piece[] = []
     const end = offset.kind === 'now' ? s.tail : planRange(s, from, s.tail, maxBytes, pieces, (stream, i) => this.#chunkData(stream, i))
@@ -564,7 +565,7 @@ export class StreamStore implements StreamEvents {
     } catch (e) {
       return e instanceof Unsettled ? Promise.resolve(true) : Promise.reject(e) // changing now: look again
     }
-    s.lastAccess = this.#now()
+    this.#accessed(s, this.#now())
     if (s.tail > position || s.closed) return Promise.resolve(true)
     if (signal?.aborted === true || this.#closed) return Promise.resolve(false)
     return new Promise((resolve) => {
@@ -811,10 +812,25 @@ export class StreamStore implements StreamEvents {
       }
       apply(lsn)
       s.wake()
-      if (s.deleted === 'no') this.#tellListeners(s.name, formatOffset(s.tail), created)
+      // Creates and appends move the tail; compaction's and touches' records do not.
+      if (s.deleted === 'no' && (created || record[0][0] === APPEND)) this.#tellListeners(s.name, formatOffset(s.tail), created)
     })
     s.commit = applied.catch(() => {})
     await applied
+  }
+
+  /**
+   * A client read `s` (or waits on it) at `now`. For a stream with a TTL, record that in the log
+   * now and then (see `Stream.touched`): otherwise every restart would start its TTL over, and a
+   * process restarting more often than the TTL would keep an idle stream for good.
+   */
+  #accessed(s: Stream, now: number): void {
+    s.lastAccess = now
+    const every = s.touchEveryMs()
+    if (every === undefined || now - s.touched < every || !s.durable || s.deleted !== 'no' || s.deleting) return
+    s.touched = now
+    // A failed write poisons the store, as any other does; nothing waits for this one.
+    this.#write(s, { kind: TOUCH, header: { uid: s.uid, time: now }, data: Buffer.alloc(0) }, () => {}).catch(() => {})
   }
 
   /**
@@ -871,7 +887,7 @@ export class StreamStore implements StreamEvents {
     const now = this.#now()
     for (const s of this.#expiring) {
       if (s.deleted !== 'no') this.#expiring.delete(s)
-      else if (s.waiters.size > 0) s.lastAccess = now // live readers keep a stream alive (PROTOCOL 5.1)
+      else if (s.waiters.size > 0) this.#accessed(s, now) // live readers keep a stream alive (PROTOCOL 5.1)
       else if (s.durable && s.expired(now)) this.#expire(s)
     }
     const retention = this.#options.retention
