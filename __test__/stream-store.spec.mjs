@@ -982,3 +982,22 @@ test('TTL across restarts: an idle stream expires, one kept alive by reads does 
   t.false(await alive(store, 'compacted'))
   await store.close()
 })
+
+test('a write that would make the stream too large to snapshot is TOO_LARGE, and compaction still works', async (t) => {
+  const dir = tmpDir(t)
+  const opts = { shards: 1, segmentBytes: 8192, maxRecordBytes: 4000 }
+  const store = await StreamStore.open(dir, opts)
+  const name = 'n'.repeat(1900)
+  await store.create(name, { contentType: TEXT })
+  await store.append(name, Buffer.from('a'), { contentType: TEXT, seq: 's'.repeat(1000) })
+  // Each record on its own fits; name + Stream-Seq + closing producer together would not.
+  const closing = { contentType: TEXT, seq: 't'.repeat(1000), producer: { id: 'p'.repeat(1000), epoch: 0, seq: 0 }, close: true }
+  await t.throwsAsync(store.append(name, Buffer.from('b'), closing), { instanceOf: StreamError, code: 'TOO_LARGE' })
+  await store.compact()
+  await store.append(name, Buffer.from('c'), { contentType: TEXT, seq: 'u' })
+  await store.create('other', { contentType: TEXT })
+  await store.close()
+  const again = await StreamStore.open(dir, opts)
+  t.is((await readAll(again, name)).data.toString(), 'ac')
+  await again.close()
+})

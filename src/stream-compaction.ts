@@ -6,7 +6,7 @@
 import type { Wal } from './wal.js'
 import type { Stream } from './stream-state.js'
 import { dropBelow } from './stream-replay.js'
-import { dataStart, MOVE, PRODUCERS, RETAIN, SNAPSHOT, type ProducerState, type StreamRecord } from './stream-record.js'
+import { dataStart, encodeStreamRecord, MOVE, PRODUCERS, RETAIN, SNAPSHOT, type ProducerState, type SnapshotHeader, type StreamRecord } from './stream-record.js'
 
 /**
  * When compaction rewrites a shard.
@@ -81,27 +81,43 @@ function observed(p: Promise<void>): Promise<void> {
   return p
 }
 
+/** A snapshot of `s` as accepted so far, with `seq` and `closedBy` as given. */
+function snapshotHeader(s: Stream, { seq, closedBy }: Pick<SnapshotHeader, 'seq' | 'closedBy'>, numbers?: number): SnapshotHeader {
+  return {
+    uid: s.uid,
+    name: s.name,
+    time: numbers ?? Date.now(),
+    touched: numbers ?? s.touched,
+    ...s.config,
+    closed: s.acceptedClosed,
+    start: numbers ?? s.start,
+    tail: numbers ?? s.acceptedTail,
+    ...(seq !== undefined ? { seq } : {}),
+    producers: {},
+    ...(closedBy !== undefined ? { closedBy } : {}),
+    // A deletion still on its way to disk precedes this snapshot in the log: it counts.
+    ...(s.deleted === 'soft' || s.deleting ? { deleted: true } : {}),
+  }
+}
+
+/**
+ * The largest a snapshot of `s` can be once it holds `seq` and `closedBy` (its other fields do
+ * not grow but for numbers, counted here at their widest). A write that would make it larger
+ * than the log's record limit must be refused: compaction could never write it, and its
+ * failure would poison the store.
+ */
+export function snapshotBytes(s: Stream, next: Pick<SnapshotHeader, 'seq' | 'closedBy'>): number {
+  const [head, data] = encodeStreamRecord({ kind: SNAPSHOT, header: { ...snapshotHeader(s, next, -Number.MAX_SAFE_INTEGER), deleted: true }, data: Buffer.alloc(0) })
+  return head.length + data.length
+}
+
 /**
  * The records that restore `s` (as accepted so far) once its creation is compacted away: a
  * snapshot, then as many producer records as its producer states need to stay under the WAL's
  * record limit.
  */
 function snapshotRecords(s: Stream, maxRecordBytes: number): StreamRecord[] {
-  const header = {
-    uid: s.uid,
-    name: s.name,
-    time: Date.now(),
-    touched: s.touched,
-    ...s.config,
-    closed: s.acceptedClosed,
-    start: s.start,
-    tail: s.acceptedTail,
-    ...(s.seq !== undefined ? { seq: s.seq } : {}),
-    producers: {},
-    ...(s.closedBy !== undefined ? { closedBy: s.closedBy } : {}),
-    // A deletion still on its way to disk precedes this snapshot in the log: it counts.
-    ...(s.deleted === 'soft' || s.deleting ? { deleted: true } : {}),
-  }
+  const header = snapshotHeader(s, { seq: s.seq, closedBy: s.closedBy })
   const records: StreamRecord[] = [{ kind: SNAPSHOT, header, data: Buffer.alloc(0) }]
   const budget = Math.floor(maxRecordBytes / 2) // room for the record's own framing and header
   let batch: Record<string, ProducerState> = {}

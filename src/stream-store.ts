@@ -29,7 +29,7 @@ import {
   type StreamConfig,
   type StreamRecord,
 } from './stream-record.js'
-import { compactShard, retainStream, type CompactionOptions } from './stream-compaction.js'
+import { compactShard, retainStream, snapshotBytes, type CompactionOptions } from './stream-compaction.js'
 
 /**
  * Options of {@link StreamStore.open}.
@@ -372,6 +372,7 @@ export class StreamStore implements StreamEvents {
     const header = { uid: stream.uid, name, time: now, ...config, ...(options.closed === true ? { closed: true } : {}) }
     const record = encodeStreamRecord({ kind: CREATE, header, data })
     this.#checkSize(stream.shard, record)
+    this.#checkSnapshotSize(stream, {})
     if (source !== undefined) source.forks++
     stream.acceptedTail = stream.base + data.length
     stream.acceptedClosed = options.closed === true
@@ -464,6 +465,7 @@ export class StreamStore implements StreamEvents {
     }
     const record = encodeStreamRecord({ kind: APPEND, header, data })
     this.#checkSize(s.shard, record)
+    if (options.seq !== undefined || close) this.#checkSnapshotSize(s, { seq: options.seq ?? s.seq, closedBy: close ? tuple : s.closedBy })
     // Accept: from here the writer state moves on, before the record is durable.
     s.acceptedTail += data.length
     if (options.seq !== undefined) s.seq = options.seq
@@ -626,6 +628,14 @@ export class StreamStore implements StreamEvents {
     const limit = this.#wals[shard]!.maxRecordBytes
     if (head.length + data.length > limit) {
       throw new StreamError('TOO_LARGE', `the record would exceed the store's limit of ${limit} bytes`)
+    }
+  }
+
+  /** `TOO_LARGE` if a snapshot of `s` holding `next` could not be written (see `snapshotBytes`). */
+  #checkSnapshotSize(s: Stream, next: Parameters<typeof snapshotBytes>[1]): void {
+    const limit = this.#wals[s.shard]!.maxRecordBytes
+    if (snapshotBytes(s, next) > limit) {
+      throw new StreamError('TOO_LARGE', `the stream's name, type, Stream-Seq and closing producer would not fit in one record of ${limit} bytes`)
     }
   }
 
