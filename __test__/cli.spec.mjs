@@ -240,5 +240,37 @@ test('inspect and verify open read-only: the log is left byte for byte, torn tai
     t.is(r.code, 0, `${command}: ${r.stderr}`)
   }
   t.regex(cli('inspect', dir).stdout, /50 bytes of an unacknowledged \(torn\) write/)
+  // verify reports it too, as its help says, without calling it damage.
+  t.regex(cli('verify', dir).stdout, /^ok: 30 records .*\nnote: 50 B of a write that was never acknowledged/)
+  t.is(JSON.parse(cli('verify', dir, '--json').stdout).tornBytes, 50)
   t.deepEqual(snapshot(), before)
+})
+
+test('options are looked up by their own names, and numbers past what a command can use are usage errors', (t) => {
+  const { dir } = smallLog(t, 3)
+  for (const args of [
+    ['inspect', '--constructor', '1', dir],
+    ['inspect', '--toString=5', dir],
+    ['verify', '--hasOwnProperty', dir],
+    ['probe', '--seconds', '1e300'],
+    ['probe', '--block-size', '5000000000'],
+    ['probe', '--file-size', String(2 ** 40)],
+    ['bench', '--size', '5000000000'],
+    ['bench', '--writers', '1e9'],
+  ]) {
+    const r = cli(...args)
+    t.is(r.code, 2, `${args.join(' ')}: ${r.stderr}`)
+    t.is(r.stderr.trim().split('\n').length, 1)
+  }
+})
+
+test('probe stops on Ctrl-C, removing its file', async (t) => {
+  const dir = tmpDir(t)
+  const child = spawn(process.execPath, [MAIN, 'probe', dir, '--seconds', '30', '--file-size', '65536', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  // Wait for its file: the probe is running.
+  while (!fs.readdirSync(dir).some((f) => f.startsWith('sturdy-probe-'))) await new Promise((r) => setTimeout(r, 20))
+  child.kill('SIGINT')
+  const [code] = await new Promise((resolve) => child.on('close', (...a) => resolve(a)))
+  t.is(code, 130)
+  t.deepEqual(fs.readdirSync(dir), [])
 })

@@ -66,7 +66,8 @@ export function parseArgs(command: string, argv: readonly string[], spec: Record
     }
     const eq = arg.indexOf('=')
     const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq)
-    const s = full[name]
+    // Own names only: `--constructor` must not find Object.prototype's.
+    const s = Object.hasOwn(full, name) ? full[name] : undefined
     if (s === undefined) throw usageError(`unknown option --${name} (see sturdy ${command} --help)`)
     if (s.type === 'boolean') {
       if (eq !== -1) throw usageError(`--${name} takes no value`)

@@ -15,9 +15,9 @@ directory), in a temporary log that is removed afterwards:
                  in the same event-loop turn share one write and one durability barrier
 
 Options:
-  --seconds <s>     total run time, split between the two runs (default 2)
-  --writers <n>     concurrent writers for the group-commit run (default 64)
-  --size <bytes>    record size (default 256)
+  --seconds <s>     total run time, split between the two runs (default 2; at most 3600)
+  --writers <n>     concurrent writers for the group-commit run (default 64; at most 100000)
+  --size <bytes>    record size (default 256; at most 16 MiB)
   --json            print one JSON object instead of a table
   -h, --help        show this help
 
@@ -107,9 +107,9 @@ export function formatBench(r: BenchReport): string {
 
 export async function benchCommand(argv: readonly string[], io: Io): Promise<number> {
   const { options, positionals } = parseArgs('bench', argv, {
-    seconds: { type: 'number', min: 0.01 },
-    writers: { type: 'number', min: 1, integer: true },
-    size: { type: 'number', min: 0, integer: true },
+    seconds: { type: 'number', min: 0.01, max: 3600 },
+    writers: { type: 'number', min: 1, max: 100_000, integer: true },
+    size: { type: 'number', min: 0, max: 16 << 20, integer: true }, // the log's default record limit
     json: { type: 'boolean' },
   })
   if (options.help) {

@@ -2,6 +2,7 @@
 // pg_test_fsync, with a warning when a barrier is implausibly fast to be real.
 import fs from 'node:fs'
 import path from 'node:path'
+import { setImmediate as turn } from 'node:timers/promises'
 
 import { syncFileSync } from '../native.js'
 import { EXIT, expectPositionals, formatBytes, formatMicros, type Io, parseArgs, table, usageError } from './args.js'
@@ -25,9 +26,9 @@ is a drive with power-loss protection.
 A temporary file (sturdy-probe-<pid>.tmp) is written in [dir] and removed afterwards.
 
 Options:
-  --seconds <s>         time per test (default 2; fractions allowed)
-  --block-size <bytes>  bytes per write (default 8192)
-  --file-size <bytes>   size of the preallocated file (default 16 MiB)
+  --seconds <s>         time per test (default 2; fractions allowed; at most 3600)
+  --block-size <bytes>  bytes per write (default 8192; at most 64 MiB)
+  --file-size <bytes>   size of the preallocated file (default 16 MiB; at most 64 GiB)
   --warn-below-us <µs>  latency below which a barrier is flagged (default 20)
   --json                print one JSON object instead of a table
   -h, --help            show this help
@@ -131,7 +132,10 @@ interface RunOptions {
   seconds: number
 }
 
-function runOne(mode: Mode, barrier: Barrier, o: RunOptions): ProbeResult {
+/** How long a test runs before it lets the event loop turn: Ctrl-C is handled there. */
+const SLICE_NS = 20_000_000n
+
+async function runOne(mode: Mode, barrier: Barrier, o: RunOptions): Promise<ProbeResult> {
   const block = Buffer.alloc(o.blockSize)
   for (let i = 0; i < block.length; i++) block[i] = (i * 131 + 7) & 0xff
   if (mode === 'preallocated') zeroFill(o.file, o.fileSize)
@@ -144,8 +148,14 @@ function runOne(mode: Mode, barrier: Barrier, o: RunOptions): ProbeResult {
   let offset = 0
   let timed = 0n
   const limit = BigInt(Math.round(o.seconds * 1e9))
+  let sliceFrom = process.hrtime.bigint()
   try {
     while (timed < limit || lat.length === 0) {
+      // Outside the timed part: a signal handler can only run once the loop yields.
+      if (process.hrtime.bigint() - sliceFrom > SLICE_NS) {
+        await turn()
+        sliceFrom = process.hrtime.bigint()
+      }
       if (offset + o.blockSize > wrapAt) {
         offset = 0
         if (mode === 'appending') {
@@ -191,7 +201,7 @@ export interface ProbeOptions {
   onTest?: (mode: Mode, label: string) => void
 }
 
-export function probe(dir: string, options: ProbeOptions = {}): ProbeReport {
+export async function probe(dir: string, options: ProbeOptions = {}): Promise<ProbeReport> {
   const seconds = options.seconds ?? 2
   const blockSize = options.blockSize ?? 8192
   const fileSize = Math.max(options.fileSize ?? 16 << 20, blockSize)
@@ -211,7 +221,7 @@ export function probe(dir: string, options: ProbeOptions = {}): ProbeReport {
     for (const mode of ['preallocated', 'appending'] as const) {
       for (const barrier of barriers) {
         options.onTest?.(mode, barrierLabel(barrier))
-        const r = runOne(mode, barrier, { file, blockSize, fileSize, seconds })
+        const r = await runOne(mode, barrier, { file, blockSize, fileSize, seconds })
         if (barrier !== 'none' && r.p50Us < warnBelowUs) {
           r.warning = `${r.label} (${mode}) took a median ${formatMicros(r.p50Us)}: implausibly fast for a barrier that reaches stable storage`
           warnings.push(r.warning)
@@ -247,9 +257,9 @@ export function formatProbe(r: ProbeReport): string {
 
 export async function probeCommand(argv: readonly string[], io: Io): Promise<number> {
   const { options, positionals } = parseArgs('probe', argv, {
-    seconds: { type: 'number', min: 0.001 },
-    'block-size': { type: 'number', min: 1, integer: true },
-    'file-size': { type: 'number', min: 1, integer: true },
+    seconds: { type: 'number', min: 0.001, max: 3600 },
+    'block-size': { type: 'number', min: 1, max: 64 << 20, integer: true },
+    'file-size': { type: 'number', min: 1, max: 2 ** 36, integer: true },
     'warn-below-us': { type: 'number', min: 0 },
     json: { type: 'boolean' },
   })
@@ -268,7 +278,7 @@ export async function probeCommand(argv: readonly string[], io: Io): Promise<num
   if (!st.isDirectory()) throw usageError(`${dir}: not a directory`)
   const seconds = (options.seconds as number | undefined) ?? 2
   const progress = options.json ? undefined : io.progress
-  const report = probe(dir, {
+  const report = await probe(dir, {
     seconds,
     blockSize: options['block-size'] as number | undefined,
     fileSize: options['file-size'] as number | undefined,
