@@ -91,6 +91,34 @@ for (const [what, input] of badAppends) {
   })
 }
 
+test('an append that cannot be staged in memory is ERR_NO_MEMORY, changes nothing and leaves the log writable', async (t) => {
+  const { dir, log } = await fixture(t)
+  const before = await observe(log)
+  const bytes = fileBytes(dir)
+  // Node reports an allocation it cannot make with a RangeError: make the big ones fail.
+  const allocUnsafe = Buffer.allocUnsafe
+  Buffer.allocUnsafe = (size) => {
+    if (size >= 1 << 20) throw new RangeError('Array buffer allocation failed')
+    return allocUnsafe.call(Buffer, size)
+  }
+  try {
+    const big = Buffer.alloc(60_000, 0x63)
+    // Past the end, and replacing entries (the index must keep them).
+    for (const at of [11, 7]) {
+      const entries = Array.from({ length: 40 }, (_, k) => ({ index: at + k, term: 2, data: big }))
+      await t.throwsAsync(log.append(entries), { instanceOf: SturdyError, code: 'ERR_NO_MEMORY' })
+      t.deepEqual(await observe(log), before)
+    }
+  } finally {
+    Buffer.allocUnsafe = allocUnsafe
+  }
+  await log.flush()
+  t.deepEqual(fileBytes(dir), bytes, 'no byte written')
+  await log.append([ent(11, 2)])
+  t.is(log.lastIndex(), 11)
+  await log.close()
+})
+
 test('append rejects oversized data with ERR_RECORD_TOO_LARGE and changes nothing', async (t) => {
   const dir = tmpDir(t)
   const log = await RaftLog.open(dir, { ...OPTS, maxEntryBytes: 100 })
@@ -104,9 +132,9 @@ test('append rejects oversized data with ERR_RECORD_TOO_LARGE and changes nothin
 })
 
 test('an append larger than one buffer may be rejects with ERR_INVALID_ARG and changes nothing', async (t) => {
-  // Entries sharing one buffer: past buffer.constants.MAX_LENGTH in all without allocating it.
+  // Entries sharing one buffer: past the 1 GiB one append may stage, without allocating it.
   const data = Buffer.alloc(60_000, 0x62)
-  const n = Math.floor(constants.MAX_LENGTH / data.length) + 2
+  const n = Math.floor(Math.min(constants.MAX_LENGTH, 2 ** 30) / data.length) + 2
   const entries = Array.from({ length: n }, (_, k) => ({ index: 11 + k, term: 2, data }))
   const again = await rejectsAndChangesNothing(t, (log) => log.append(entries))
   await again.append([ent(11, 2)]) // not poisoned: the next append is accepted

@@ -112,3 +112,30 @@ function batchRecord({ count, first, term, lengths, data }) {
   lengths.forEach((n, k) => head.writeUInt32LE(n, ENTRY_HEADER + 4 * k))
   return Buffer.concat([head, data])
 }
+
+test('a byte budget over a long range returns exactly the longest prefix within it, across the windows it reads in', async (t) => {
+  const log = await RaftLog.open(path.join(tmpDir(t), 'raft'))
+  t.teardown(() => log.close())
+  // Batches and single entries, sizes 0..99, some entries replaced by a conflicting append.
+  let next = 1
+  while (next <= 3000) {
+    const n = next % 7 === 0 ? 1 : 1 + (next % 50)
+    await log.append(Array.from({ length: n }, (_, k) => ({ index: next + k, term: 1, data: Buffer.alloc((next + k) % 100, 1) })))
+    next += n
+  }
+  await log.append(Array.from({ length: 40 }, (_, k) => ({ index: 1500 + k, term: 2, data: Buffer.alloc((1500 + k) % 100, 2) })))
+  const all = await log.entries(1, 1540)
+  t.is(all.length, 1539)
+  for (const [lo, hi, maxBytes] of [[1, 1540, 0], [1, 1540, 150], [1, 1540, 12_345], [1, 1540, 60_000], [300, 1540, 40_000], [1, 1_000_000, 77_000], [1499, 1540, 1_000_000]]) {
+    const want = []
+    let bytes = 0
+    for (const e of all.filter((e) => e.index >= lo && e.index < hi)) {
+      if (want.length > 0 && bytes + e.data.length > maxBytes) break
+      bytes += e.data.length
+      want.push(e)
+    }
+    const got = await log.entries(lo, hi, { maxBytes })
+    t.deepEqual(got.map((e) => [e.index, e.term, e.data.length]), want.map((e) => [e.index, e.term, e.data.length]), `[${lo}, ${hi}) within ${maxBytes}`)
+  }
+  t.is((await log.entries(1, 1540, { maxBytes: Infinity })).length, 1539)
+})

@@ -11,6 +11,8 @@
  * - `ERR_INVALID_PATH`: a path would leave its directory's root (`..`, absolute, a drive prefix, NUL, a
  *   symbolic link leading out of the root or nowhere).
  * - `ERR_IO`: the operating system reported an error; `errno` holds its number.
+ * - `ERR_NO_MEMORY`: a write could not be staged in memory; nothing of it was written, and the
+ *   log goes on (split the write).
  *
  * @example
  * ```ts
@@ -31,6 +33,7 @@ export type ErrorCode =
   | 'ERR_NOT_FOUND'
   | 'ERR_INVALID_PATH'
   | 'ERR_IO'
+  | 'ERR_NO_MEMORY'
 
 /**
  * Every error sturdy raises.

@@ -1,3 +1,4 @@
+import { SturdyError } from './errors.js'
 import type { RecordData } from './wal.js'
 
 /** Frame header: CRC32C placeholder (the committer fills it in) and the payload length. */
@@ -38,7 +39,13 @@ export class BufferPool {
   take(min: number): Buffer {
     const i = this.#free.findIndex((b) => b.length >= min)
     if (i >= 0) return this.#free.splice(i, 1)[0]
-    return Buffer.allocUnsafe(Math.max(MIN_CHUNK, min))
+    const size = Math.max(MIN_CHUNK, min)
+    try {
+      return Buffer.allocUnsafe(size)
+    } catch (e) {
+      // Taken before anything is staged (see `Group.#room`): the write fails alone, typed.
+      throw new SturdyError('ERR_NO_MEMORY', `could not allocate ${size} bytes to stage a write: ${e instanceof Error ? e.message : String(e)}`)
+    }
   }
 
   give(buf: Buffer): void {

@@ -104,6 +104,8 @@ const DEFAULT_SEGMENT_BYTES = 64 << 20
 const DEFAULT_MAX_RECORD_BYTES = 16 << 20
 /** Ranges up to this many entries are read record by record rather than as a scan. */
 const POINT_READS = 4
+/** The first window of an `entries` read with a byte budget (see `RaftLog.entries`). */
+const FIRST_WINDOW = 256
 
 function isIndex(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
@@ -279,11 +281,14 @@ export class RaftLog {
     if (entries.length === 0) return this.#settled()
     const records = this.#encode(entries)
     const { first: start, terms } = records.entries
+    // Staged before the index changes: an append that cannot be staged (no memory for it)
+    // throws here and changes nothing.
+    const written = this.#wal.stageWritten(records)
     const seq = ++this.#seq
     this.#index.replaceFrom(start)
     this.#index.pushAll(-seq, terms)
     const oneRecord = records instanceof BatchRecord
-    await this.#write(records, (lsns) => this.#index.fill(start, seq, terms.length, (k) => lsns[oneRecord ? 0 : k]))
+    await this.#follow(written, (lsns) => this.#index.fill(start, seq, terms.length, (k) => lsns[oneRecord ? 0 : k]))
   }
 
   /** Entry `index`, or `undefined` if the log does not hold it. */
@@ -301,24 +306,43 @@ export class RaftLog {
   /**
    * The entries held in `[lo, hi)`, in order (indexes outside the log are skipped). With
    * `maxBytes`, stop before the entry that would take the data past it — but always return at
-   * least one entry if any is held.
+   * least one entry if any is held. A long range asked for few bytes (a follower far behind)
+   * costs what it returns, not the length of the range; if the log is truncated or purged
+   * meanwhile, such a read may stop early, with the entries it had.
    */
   async entries(lo: number, hi: number, options: { maxBytes?: number } = {}): Promise<RaftEntry[]> {
     this.#checkOpen()
     checkIndex('lo', lo)
     checkIndex('hi', hi)
     if (lo > hi) throw invalidArg(`lo (${lo}) must not exceed hi (${hi})`)
-    const maxBytes = options?.maxBytes === undefined ? Infinity : checkIndex('maxBytes', options.maxBytes)
+    const maxBytes = options?.maxBytes === undefined || options.maxBytes === Infinity ? Infinity : checkIndex('maxBytes', options.maxBytes)
     const idx = this.#index
+    const out: RaftEntry[] = []
+    let bytes = 0
+    /** With a byte budget, the index is walked a window at a time, each twice the last. */
+    let window = maxBytes === Infinity ? Infinity : FIRST_WINDOW
+    /** The last entry read and its record: the next window goes on only if it is still there. */
+    let last: { index: number; lsn: number } | undefined
     for (;;) {
-      const from = Math.max(lo, idx.first)
-      const to = Math.min(hi, idx.last + 1)
-      if (idx.count === 0 || from >= to) return []
+      const from = last === undefined ? Math.max(lo, idx.first) : last.index + 1
+      if (last !== undefined && !(idx.has(last.index) && idx.lsn(last.index) === last.lsn)) return out // replaced or purged meanwhile
+      const to = Math.min(hi, idx.last + 1, from + window)
+      if (idx.count === 0 || from >= to) return out
       const lsns = new Array<number>(to - from)
       let pending = false
       for (let i = from; i < to; i++) if ((lsns[i - from] = idx.lsn(i)) < 0) pending = true
-      if (!pending) return this.#track(this.#readRange(from, lsns, maxBytes))
-      await this.#settled()
+      if (pending) {
+        await this.#settled()
+        continue
+      }
+      const got = await this.#track(this.#readRange(from, lsns, maxBytes - bytes, out.length === 0))
+      for (const e of got) {
+        out.push(e)
+        bytes += e.data.length
+      }
+      if (got.length < lsns.length || to === hi) return out
+      last = { index: to - 1, lsn: lsns[lsns.length - 1] }
+      window *= 2
     }
   }
 
@@ -340,7 +364,9 @@ export class RaftLog {
    * Drop every entry up to and including `upTo`, and remember it as the last purged id. Past
    * the last entry, pass the id with its term (`{ index, term }`, e.g. a snapshot's last id):
    * the log is then empty and continues at `index + 1`. Idempotent; persisted before it
-   * resolves; frees whole segment files.
+   * resolves; frees whole segment files. An id the log contradicts (another term at that index,
+   * or a term below the last entry's) is refused with `ERR_INVALID_ARG`: a follower installing
+   * a leader's snapshot, which may discard such a log, calls {@link RaftLog.installSnapshot}.
    */
   async purge(upTo: number | LogId): Promise<void> {
     this.#checkWritable()
@@ -375,6 +401,30 @@ export class RaftLog {
     this.#purged = { index: target.index, term }
     const written = this.#write([purgeRecord(target.index, term)])
     await this.#inBackground(written.then(([lsn]) => this.#dropBefore(lsn)))
+  }
+
+  /**
+   * Take a snapshot that covers the log up to `last`, as a follower does on InstallSnapshot
+   * (Raft §7): if the log holds entry `last.index` with term `last.term`, the entries after it
+   * stay and those up to it are purged; otherwise the whole log is discarded (its entries
+   * conflict with the snapshot, or it ends before it) and continues at `last.index + 1`. Either
+   * way one step, persisted before it resolves. At or below the last purged index, nothing
+   * changes. (`purge` refuses a conflicting id instead: it never discards entries after it.)
+   */
+  async installSnapshot(last: LogId): Promise<void> {
+    this.#checkWritable()
+    if (last === null || typeof last !== 'object') throw invalidArg('installSnapshot takes a { index, term } log id')
+    const index = checkIndex('last.index', last.index)
+    const term = checkIndex('last.term', last.term)
+    if (this.#purged !== undefined && index <= this.#purged.index) return this.#settled()
+    const idx = this.#index
+    if (idx.has(index) && idx.term(index) === term) return this.purge({ index, term })
+    idx.clear()
+    idx.purgeTo(index)
+    this.#purged = { index, term }
+    // One group: a crash keeps both records or neither.
+    const written = this.#write([resetRecord(), purgeRecord(index, term)])
+    await this.#inBackground(written.then((lsns) => this.#dropBefore(lsns[1])))
   }
 
   /** Drop every entry and the purge boundary: the log starts over (the hard state is kept). */
@@ -534,8 +584,12 @@ export class RaftLog {
   }
 
   /** Issue one batch of records now (keeping call order); `onDurable` runs before any later write's. */
-  #write(records: Buffer[] | EntryRecords, onDurable?: (lsns: number[]) => void): Promise<number[]> {
-    const written = Array.isArray(records) ? this.#wal.appendBatch(records) : this.#wal.appendWritten(records)
+  #write(records: Buffer[], onDurable?: (lsns: number[]) => void): Promise<number[]> {
+    return this.#follow(this.#wal.appendBatch(records), onDurable)
+  }
+
+  /** Follow a write just issued: `onDurable` runs before any later write's; a failure poisons the log. */
+  #follow(written: Promise<number[]>, onDurable?: (lsns: number[]) => void): Promise<number[]> {
     const done = written.then(
       (lsns) => {
         onDurable?.(lsns)
@@ -599,7 +653,7 @@ export class RaftLog {
   }
 
   /** Read the entries `from...` whose records are at `lsns`, up to `maxBytes` of data. */
-  async #readRange(from: number, lsns: number[], maxBytes: number): Promise<RaftEntry[]> {
+  async #readRange(from: number, lsns: number[], maxBytes: number, atLeastOne = true): Promise<RaftEntry[]> {
     const out: RaftEntry[] = []
     let bytes = 0
     /** Take the entries wanted from the record at `lsn`; false once `maxBytes` stops the read. */
@@ -609,7 +663,7 @@ export class RaftLog {
       while (out.length < lsns.length && lsns[out.length] === lsn) {
         const index = from + out.length
         const e = batch ? batch.entry(index) : this.#decode(rec, lsn, index)
-        if (out.length > 0 && bytes + e.data.length > maxBytes) return false
+        if ((out.length > 0 || !atLeastOne) && bytes + e.data.length > maxBytes) return false
         bytes += e.data.length
         out.push(e)
       }

@@ -185,8 +185,11 @@ const LARGE_GROUP = 128 << 10
  * slices reuse memory instead of faulting in fresh pages.
  */
 const BATCH_SLICE = 8 << 20
-/** The most one `appendWritten` may stage: its records go into one buffer. */
-export const MAX_WRITTEN = constants.MAX_LENGTH
+/**
+ * The most one `appendWritten` may stage: its records go into one buffer. A fixed size, not the
+ * largest buffer Node allows (2^53 - 1 bytes from Node 22 on): no single write needs more.
+ */
+export const MAX_WRITTEN = Math.min(constants.MAX_LENGTH, 1 << 30)
 
 /**
  * A durable, append-only write-ahead log.
@@ -375,20 +378,29 @@ export class Wal {
    * @internal
    */
   appendWritten(writer: RecordWriter): Promise<number[]> {
-    let offsets: Float64Array
-    let group: Group
     try {
-      // A copy: the frames are laid out by these lengths whatever `writer` does meanwhile.
-      const lengths = Float64Array.from(writer.lengths)
-      offsets = new Float64Array(lengths.length)
-      let total = 0
-      for (let k = 0; k < lengths.length; k++) total += this.#checkLength(lengths[k]) + FRAME_HEADER
-      if (total > MAX_WRITTEN) throw invalidArg(`records written in one call may take at most ${MAX_WRITTEN} bytes, framed; got ${total}`)
-      group = this.#gather(total)
-      group.addWritten(writer, lengths, total, offsets)
+      return this.stageWritten(writer)
     } catch (e) {
       return Promise.reject(e)
     }
+  }
+
+  /**
+   * {@link Wal.appendWritten}, but what fails before anything is staged (bad lengths, a closed
+   * log, no memory for the staging buffer, a throwing `writer`) throws here, synchronously: the
+   * caller then knows nothing was written, and keeps its own state as it was.
+   *
+   * @internal
+   */
+  stageWritten(writer: RecordWriter): Promise<number[]> {
+    // A copy: the frames are laid out by these lengths whatever `writer` does meanwhile.
+    const lengths = Float64Array.from(writer.lengths)
+    const offsets = new Float64Array(lengths.length)
+    let total = 0
+    for (let k = 0; k < lengths.length; k++) total += this.#checkLength(lengths[k]) + FRAME_HEADER
+    if (total > MAX_WRITTEN) throw invalidArg(`records written in one call may take at most ${MAX_WRITTEN} bytes, framed; got ${total}`)
+    const group = this.#gather(total)
+    group.addWritten(writer, lengths, total, offsets)
     const done = group.done.then((anchors) => lsnsAt(anchors, offsets))
     this.#flushIfLarge(group)
     return done
