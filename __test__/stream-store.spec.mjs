@@ -7,7 +7,7 @@ import path from 'node:path'
 
 import test from 'ava'
 
-import { StreamStore, StreamError, SturdyError, formatOffset, parseOffset } from '../dist/index.mjs'
+import { StreamStore, StreamError, SturdyError, Wal, formatOffset, parseOffset } from '../dist/index.mjs'
 import { SimulatedDisk } from '../dist/testing.mjs'
 
 import { tmpDir, shardOf, nameIn } from './helpers.mjs'
@@ -1000,4 +1000,37 @@ test('a write that would make the stream too large to snapshot is TOO_LARGE, and
   const again = await StreamStore.open(dir, opts)
   t.is((await readAll(again, name)).data.toString(), 'ac')
   await again.close()
+})
+
+test('chunks retention dropped are not copied forward by every later compaction once their creation is compacted away', async (t) => {
+  const dir = tmpDir(t)
+  let clock = 1_000_000
+  const base = { shards: 1, ...SMALL, now: () => clock }
+  const quiet = { ...base, sweepIntervalMs: 3_600_000 }
+  let store = await StreamStore.open(dir, quiet)
+  await store.create('x', { contentType: BIN })
+  await store.create('pad', { contentType: BIN })
+  // The creation in one segment; old chunks of x in the next, which the compaction keeps.
+  for (let i = 0; i < 3; i++) await store.append('pad', Buffer.alloc(1500, 1), { contentType: BIN })
+  for (let i = 0; i < 3; i++) await store.append('x', Buffer.alloc(300, 0x41 + i), { contentType: BIN })
+  await store.delete('pad')
+  clock += 2000
+  await store.append('x', Buffer.alloc(300, 0x44), { contentType: BIN })
+  await store.close()
+  store = await StreamStore.open(dir, { ...base, retention: { maxAgeMs: 1000 }, sweepIntervalMs: 5 })
+  await until(t, async () => (await store.read('x', { kind: 'start' })).startOffset === formatOffset(900), 'retention to drop the old chunks')
+  await store.compact()
+  await store.close()
+  store = await StreamStore.open(dir, quiet)
+  await store.compact()
+  await store.compact()
+  t.is((await readAll(store, 'x')).data.toString(), 'D'.repeat(300))
+  await store.close()
+  // One live chunk, moved once by each of the two compactions after the reopen.
+  const shard = fs.readdirSync(dir).find((f) => fs.statSync(path.join(dir, f)).isDirectory() && f !== 'subscriptions')
+  const wal = await Wal.open(path.join(dir, shard), { readOnly: true })
+  let moves = 0
+  for await (const { data } of wal.entries()) if (data[0] === 5) moves++
+  await wal.close()
+  t.is(moves, 2)
 })

@@ -101,7 +101,13 @@ export async function replayShards(wals: readonly Wal[], now: number): Promise<S
       }
     }
   }
-  for (const s of unsorted) sortChunks(s)
+  for (const s of unsorted) {
+    sortChunks(s)
+    // A snapshot adopts the appends before it whose creation was compacted away, including
+    // those retention had dropped (their RETAIN found no stream): left, each compaction would
+    // copy them forward again.
+    dropBelow(s, s.start)
+  }
   for (const s of byUid.values()) s.lastAccess = lastAccessAfterRestart(s, now)
   return settle(byUid, deleted)
 }
