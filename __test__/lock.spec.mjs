@@ -183,3 +183,25 @@ test('a second open in this process is refused, and says so, by any name of the 
   }
   await first.close()
 })
+
+test('a read-only open of a log whose LOCK file is missing still keeps writers out', async (t) => {
+  const dir = tmpDir(t)
+  const wal = await Wal.open(dir)
+  await wal.append('kept')
+  await wal.close()
+  // A copy of the segments without the LOCK file (a backup of *.wal, say).
+  fs.rmSync(path.join(dir, 'LOCK'))
+  const reader = await Wal.open(dir, { readOnly: true })
+  const child = startChild(dir, 'try')
+  t.is(await child.nextLine(), 'error ERR_LOCKED')
+  await child.exited
+  const got = []
+  for await (const { data } of reader.entries()) got.push(Buffer.from(data).toString())
+  t.deepEqual(got, ['kept'])
+  t.false(fs.existsSync(path.join(dir, 'LOCK')), 'the read-only open created nothing')
+  await reader.close()
+  // Released: a writer opens it now.
+  const again = startChild(dir, 'try')
+  t.is(await again.nextLine(), 'opened')
+  await again.exited
+})

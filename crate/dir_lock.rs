@@ -62,7 +62,7 @@ pub enum Busy {
 
 /// A held directory lock; dropping it releases the lock.
 pub struct DirLock {
-    file: Option<File>,
+    files: Vec<File>,
     key: Key,
 }
 
@@ -91,7 +91,7 @@ impl DirLock {
         let mut pause = Duration::from_millis(1);
         loop {
             match platform::lock_dir(dir, shared) {
-                Ok(Some(file)) => return Ok(Ok(DirLock { file: Some(file), key })),
+                Ok(Some(files)) => return Ok(Ok(DirLock { files, key })),
                 Ok(None) if Instant::now() < deadline => {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(20));
@@ -121,7 +121,7 @@ fn release(held: &mut HashMap<Key, Holders>, key: &Key) {
 
 impl Drop for DirLock {
     fn drop(&mut self) {
-        drop(self.file.take()); // the OS lock goes first: an open here may then take it at once
+        self.files.clear(); // the OS lock goes first: an open here may then take it at once
         with_held(|held| release(held, &self.key));
     }
 }

@@ -39,24 +39,44 @@ pub fn sync_dir(_dir: &Path) -> io::Result<()> {
 }
 
 /// Take the advisory lock on a log directory: exclusive for a writer, shared for read-only
-/// opens. Held for as long as the returned file lives; `Ok(None)` when a conflicting lock is
+/// opens. Held for as long as the returned files live; `Ok(None)` when a conflicting lock is
 /// held (see `dir_lock`, which also keeps opens within this process apart).
-pub fn lock_dir(dir: &Path, shared: bool) -> io::Result<Option<File>> {
+///
+/// The lock is on the `LOCK` file, and on Unix on the directory itself too. A read-only open
+/// creates nothing, so where the `LOCK` file is missing (a log copied without it) it has only
+/// the directory to lock; a writer locks both, and so meets it whichever it finds.
+pub fn lock_dir(dir: &Path, shared: bool) -> io::Result<Option<Vec<File>>> {
+    let mut held = Vec::new();
+    #[cfg(unix)]
+    {
+        let handle = File::open(dir)?;
+        if !try_lock(&handle, shared)? {
+            return Ok(None);
+        }
+        held.push(handle);
+    }
     let path = dir.join("LOCK");
     let file = if shared {
-        // A reader writes nothing: without a LOCK file no writer has ever held this log open.
         match File::open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Some(File::open(dir)?)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Some(held)),
             Err(e) => return Err(e),
         }
     } else {
         OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?
     };
-    let locked = if shared { file.try_lock_shared() } else { file.try_lock() };
-    match locked {
-        Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+    if !try_lock(&file, shared)? {
+        return Ok(None);
+    }
+    held.push(file);
+    Ok(Some(held))
+}
+
+/// Try to lock `file` (shared or exclusive) without waiting: `false` if a conflicting lock is held.
+fn try_lock(file: &File, shared: bool) -> io::Result<bool> {
+    match if shared { file.try_lock_shared() } else { file.try_lock() } {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
         Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }

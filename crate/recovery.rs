@@ -7,9 +7,9 @@
 //! begun only once everything before it is durable).
 
 use crate::error::{Result, WalError};
-use crate::frame::{decode, marker_at, Frame, FRAME_HEADER, MARKER_LEN, MAX_PAYLOAD};
+use crate::frame::{decode, marker_at, read_u32, Frame, FRAME_HEADER, MARKER_LEN, MAX_PAYLOAD};
 use crate::reader::SegmentReader;
-use crate::segment::{decode_header, file_name, SEGMENT_HEADER};
+use crate::segment::{decode_header, file_name, MAX_LSN, SEGMENT_HEADER};
 use crate::state::{SegState, State, SPARSE_GAP};
 use crate::store::Store;
 
@@ -64,7 +64,9 @@ const CHUNK: usize = 4 << 20;
 
 fn scan(store: &dyn Store, base: u64, capacity: u64) -> Result<Scan> {
     let file_len = store.len(base)?;
-    let max_len = capacity.min(MAX_PAYLOAD as u64) as u32;
+    // Frames lie within the segment's capacity: what is past it (in a file longer than its
+    // header says) is never log data; valid markers there make the scan's stop damage.
+    let data_end = file_len.min(capacity);
     let mut reader = SegmentReader::new(store, base, file_len, CHUNK);
     let mut s = Scan {
         base,
@@ -82,14 +84,19 @@ fn scan(store: &dyn Store, base: u64, capacity: u64) -> Result<Scan> {
     };
     let mut pos = SEGMENT_HEADER as u64;
     loop {
-        if pos >= file_len {
+        if pos >= data_end {
             break;
         }
+        // A length that would run past the capacity or the file is no record's: such a frame is
+        // invalid without its bytes ever being read.
+        let max_len = (data_end - pos).saturating_sub(FRAME_HEADER as u64).min(MAX_PAYLOAD as u64) as u32;
         let mut need = FRAME_HEADER;
         let frame = loop {
             let bytes = reader.get(pos, need)?;
             match decode(bytes, base + pos, max_len) {
                 Frame::NeedMore { need: n } if bytes.len() >= n || bytes.len() < need => break Frame::Invalid,
+                // Checked in pieces: a length read off the disk never sizes an allocation.
+                Frame::NeedMore { need: n } if n > CHUNK => break checked_in_pieces(&mut reader, pos, n - FRAME_HEADER)?,
                 Frame::NeedMore { need: n } => need = n,
                 f => break f,
             }
@@ -124,6 +131,24 @@ fn scan(store: &dyn Store, base: u64, capacity: u64) -> Result<Scan> {
         (s.claim_after_end, s.tail_extent) = examine_tail(&mut reader, base, s.end)?;
     }
     Ok(s)
+}
+
+/// The record of `len` payload bytes at `pos`, its checksum computed a chunk at a time.
+fn checked_in_pieces(reader: &mut SegmentReader, pos: u64, len: usize) -> Result<Frame> {
+    let header = reader.get(pos, FRAME_HEADER)?;
+    let (crc, len_field) = (read_u32(header, 0), read_u32(header, 4));
+    let mut sum = crc32c::crc32c(&len_field.to_le_bytes());
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(CHUNK);
+        let bytes = reader.get(pos + (FRAME_HEADER + done) as u64, n)?;
+        if bytes.len() < n {
+            return Ok(Frame::Invalid);
+        }
+        sum = crc32c::crc32c_append(sum, bytes);
+        done += n;
+    }
+    Ok(if sum == crc { Frame::Record { len: len_field } } else { Frame::Invalid })
 }
 
 /// What lies from `from` to the end of the segment: the highest `durable_end` of the valid
@@ -278,12 +303,18 @@ pub fn recover(store: &dyn Store, new_capacity: u64, prealloc_step: u64, mode: R
         // lie below its base plus its capacity, or, where its header is unreadable too, its
         // length), so LSNs keep growing.
         report.cut_at = Some(bases[0] + SEGMENT_HEADER as u64);
-        let mut fresh = 0;
-        for &base in bases.iter().rev() {
+        let mut fresh = 0u64;
+        for &base in &bases {
             let len = store.len(base)?;
             let capacity = read_header(store, base)?.unwrap_or(0);
-            fresh = fresh.max(base + len.max(capacity));
-            report.dropped_bytes += len.saturating_sub(SEGMENT_HEADER as u64);
+            fresh = fresh.max(base.saturating_add(len.max(capacity)));
+        }
+        // Checked before anything is removed: a log that cannot go on below the largest LSN.
+        if fresh > MAX_LSN - new_capacity {
+            return Err(WalError::corrupt(&file_name(bases[0]), 0, "the damaged log's segments reach past the largest LSN: cannot start afresh after them"));
+        }
+        for &base in bases.iter().rev() {
+            report.dropped_bytes += store.len(base)?.saturating_sub(SEGMENT_HEADER as u64);
             store.remove(base)?;
         }
         store.create(fresh, &crate::segment::encode_header(fresh, new_capacity), prealloc_len)?;

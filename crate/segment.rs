@@ -6,8 +6,11 @@
 
 use crate::error::{Result, WalError};
 use crate::frame::read_u64;
+use crate::log::MAX_SEGMENT_BYTES;
 
 pub const SEGMENT_HEADER: usize = 64;
+/// The largest LSN: JavaScript numbers hold integers exactly up to here.
+pub const MAX_LSN: u64 = (1 << 53) - 1;
 const MAGIC: &[u8; 8] = b"STURDYWL";
 /// 2: commit markers carry `durable_end` and a checksum bound to their position.
 const VERSION: u32 = 2;
@@ -58,8 +61,13 @@ pub fn decode_header(buf: &[u8], base: u64) -> Result<u64> {
         return Err(WalError::corrupt(&name, 16, "segment base LSN does not match its file name"));
     }
     let capacity = read_u64(buf, 24);
-    if capacity < SEGMENT_HEADER as u64 * 2 {
+    // A checksum only says the header was written whole: a capacity no log makes, or one that
+    // would take LSNs past what JavaScript can hold, cannot be this log's.
+    if !(SEGMENT_HEADER as u64 * 2..=MAX_SEGMENT_BYTES).contains(&capacity) {
         return Err(WalError::corrupt(&name, 24, "implausible segment capacity"));
+    }
+    if base > MAX_LSN - capacity {
+        return Err(WalError::corrupt(&name, 16, "segment lies past the largest LSN"));
     }
     Ok(capacity)
 }
