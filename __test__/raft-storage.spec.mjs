@@ -98,6 +98,47 @@ test('reads racing a purge, truncation and reset complete with the data of the m
   t.is((await late).length, 99)
   await reset
   await log.close()
+
+  // Those ranges fall in one or two BATCH records each and are read record by record. A range
+  // over more records is read as one scan through the segments, which a purge or reset must not
+  // drop from under it: here each entry is a record of its own (one-entry appends), and wide
+  // ranges are in flight when a purge, then a truncation and a reset, drop nearly every segment.
+  // Entries of about 1 KB put some fifty segments under a scan: a drop that did not wait for the
+  // scans would come while they are still going.
+  const wideDir = tmpDir(t)
+  const wideLog = path.join(wideDir, 'log')
+  const wide = await RaftLog.open(wideDir, OPTS)
+  const widePad = 'w'.repeat(1000)
+  const data = (i) => `i${i}t1${widePad}`
+  const appendEach = (from, to) =>
+    Promise.all(Array.from({ length: to - from + 1 }, (_, k) => wide.append([ent(from + k, 1, data(from + k))])))
+  const scan = (lo, hi) => [lo, hi, wide.entries(lo, hi)]
+  const check = async ([lo, hi, read], at) => {
+    const got = await read.catch((e) => e)
+    if (got instanceof Error) return t.fail(`${at}: range ${lo}-${hi} failed: ${got.code} ${got.message}`)
+    t.is(got.length, hi - lo, `${at}: range ${lo}-${hi}`)
+    t.true(
+      got.every((e, k) => e.index === lo + k && e.data.toString() === data(lo + k)),
+      `${at}: range ${lo}-${hi}`,
+    )
+  }
+  await appendEach(1, 3000) // awaited: a read of entries not yet durable waits, and would see the purge
+  const held = segments(wideLog).length
+  const scans = [scan(1, 3000), scan(1000, 2999), scan(2990, 3001)]
+  const widePurge = wide.purge(2999)
+  await Promise.all(scans.map((s) => check(s, 'racing a purge')))
+  await widePurge
+  t.is(wide.firstIndex(), 3000)
+  t.true(segments(wideLog).length <= 2, `the purge dropped ${held - segments(wideLog).length} of ${held} segments`)
+  await appendEach(3001, 6000)
+  const moreScans = [scan(3000, 6001), scan(4000, 5500)]
+  const wideTruncate = wide.truncateFrom(5000)
+  const wideReset = wide.reset()
+  await Promise.all(moreScans.map((s) => check(s, 'racing a truncation and a reset')))
+  await Promise.all([wideTruncate, wideReset])
+  t.is(wide.lastLogId(), undefined)
+  t.true(segments(wideLog).length <= 2, 'the reset dropped the segments')
+  await wide.close()
 })
 
 test('the index holds across its chunk boundaries: 20,000 entries, many terms, purge, truncate, conflict', async (t) => {
