@@ -361,3 +361,36 @@ test('errors are SturdyError instances with a message and a stable code', async 
   t.is(typeof e.stack, 'string')
   await wal.close()
 })
+
+test('a read-only log refuses writes through settled promises: the process still exits once it is closed', async (t) => {
+  const { spawn } = await import('node:child_process')
+  const { pathToFileURL, fileURLToPath } = await import('node:url')
+  const dist = pathToFileURL(path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'index.mjs')).href
+  const dir = tmpDir(t)
+  const w = await Wal.open(dir)
+  await w.append('x')
+  await w.close()
+  // A child: refused writes, then close. A promise left unsettled by the addon would keep its
+  // event loop alive, and the child would never exit (the test would then time out).
+  const child = spawn(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `import { Wal } from ${JSON.stringify(dist)}
+       const ro = await Wal.open(process.env.DIR, { readOnly: true })
+       const codes = []
+       for (const op of [() => ro.append('x'), () => ro.appendBatch(['a', 'b']), () => ro.sync(), () => ro.truncateFrom(ro.nextLsn), () => ro.truncateBefore(ro.firstLsn)]) {
+         codes.push(await op().then(() => 'resolved', (e) => e.code))
+       }
+       await ro.close()
+       console.log(codes.join(' '))`,
+    ],
+    { env: { ...process.env, DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] },
+  )
+  let out = ''
+  child.stdout.on('data', (d) => (out += d))
+  const [code] = await new Promise((resolve) => child.on('close', (...a) => resolve(a)))
+  t.is(code, 0)
+  t.is(out.trim(), Array(5).fill('ERR_INVALID_ARG').join(' '))
+})

@@ -259,9 +259,8 @@ impl NativeWal {
     #[napi(ts_return_type = "Promise<Float64Array>")]
     pub fn commit<'e>(&self, env: &'e Env, chunks: Vec<Buffer>) -> napi::Result<Object<'e>> {
         let (done, obj) = promise(env, to_f64)?;
-        if let Err(e) = self.inner.send(Command::Append(group_of(chunks), done)) {
-            return Err(to_napi(e));
-        }
+        // A command the log refuses is answered through its promise (see `Wal::send`).
+        let _ = self.inner.send(Command::Append(group_of(chunks), done));
         Ok(obj)
     }
 
@@ -273,7 +272,7 @@ impl NativeWal {
     #[napi(ts_return_type = "Promise<void>")]
     pub fn sync<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
         let (done, obj) = promise(env, |()| ())?;
-        self.inner.send(Command::Sync(done)).map_err(to_napi)?;
+        let _ = self.inner.send(Command::Sync(done));
         Ok(obj)
     }
 
@@ -286,7 +285,7 @@ impl NativeWal {
     pub fn truncate_from<'e>(&self, env: &'e Env, lsn: f64) -> napi::Result<Object<'e>> {
         let lsn = lsn_arg("lsn", lsn).map_err(to_napi)?;
         let (done, obj) = promise(env, |()| ())?;
-        self.inner.send(Command::TruncateFrom(lsn, done)).map_err(to_napi)?;
+        let _ = self.inner.send(Command::TruncateFrom(lsn, done));
         Ok(obj)
     }
 
@@ -294,7 +293,7 @@ impl NativeWal {
     pub fn truncate_before<'e>(&self, env: &'e Env, lsn: f64) -> napi::Result<Object<'e>> {
         let lsn = lsn_arg("lsn", lsn).map_err(to_napi)?;
         let (done, obj) = promise(env, |first: u64| first as f64)?;
-        self.inner.send(Command::TruncateBefore(lsn, done)).map_err(to_napi)?;
+        let _ = self.inner.send(Command::TruncateBefore(lsn, done));
         Ok(obj)
     }
 

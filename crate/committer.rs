@@ -52,7 +52,7 @@ pub enum Command {
 }
 
 impl Command {
-    fn reject(self, err: WalError) {
+    pub fn reject(self, err: WalError) {
         match self {
             Command::Append(_, d) => d(Err(err)),
             Command::Sync(d) | Command::TruncateFrom(_, d) | Command::Close(d) => d(Err(err)),
@@ -792,6 +792,8 @@ impl Writer {
     }
 
     fn truncate_from(&mut self, lsn: u64) -> Result<()> {
+        let log = self.log.clone();
+        let _truncating = log.truncation();
         let (first, next) = self.log.bounds();
         if lsn == next {
             return Ok(());
@@ -846,6 +848,8 @@ impl Writer {
     }
 
     fn truncate_before(&mut self, lsn: u64) -> Result<u64> {
+        let log = self.log.clone();
+        let _truncating = log.truncation();
         // A segment goes when every record in it lies below `lsn`: its data ends at or before
         // `lsn`, or `lsn` falls inside its last record.
         let candidates: Vec<(u64, u64)> = {

@@ -154,7 +154,13 @@ pub struct Log {
     closed: AtomicBool,
     /// Truncations begun: each takes records out of the state before it changes any file.
     truncations: AtomicU64,
+    /// Held for writing by a truncation, from its change of the state to its last change of a
+    /// file; for reading by a read that truncations kept overtaking (see `retry_truncated`).
+    truncating: RwLock<()>,
 }
+
+/// Reads run again this many times when truncations overtake them, then once holding them off.
+const READ_ATTEMPTS: u32 = 4;
 
 fn not_found(lsn: u64, why: &str) -> WalError {
     WalError::new(Code::NotFound, format!("no record at LSN {lsn}: {why}"))
@@ -172,6 +178,7 @@ impl Log {
             poison: Mutex::new(None),
             closed: AtomicBool::new(false),
             truncations: AtomicU64::new(0),
+            truncating: RwLock::new(()),
         }))
     }
 
@@ -187,19 +194,28 @@ impl Log {
         st
     }
 
+    /// Hold off reads that fell back on holding truncations off, for the truncation this
+    /// guard's holder is making (from before its state change to after its last file change).
+    pub fn truncation(&self) -> RwLockWriteGuard<'_, ()> {
+        self.truncating.write().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Run `read`, again whenever a truncation began meanwhile: it may have found records in
     /// the state whose files then changed under it (a segment removed, a file cut and written
     /// anew), and failed or read bytes that are no longer those records. Run again, it sees the
     /// log as truncated — `NotFound`, or the records that followed — which is the answer it
-    /// would have had a moment later. Each retry needs another truncation, so this ends.
-    fn retry_truncated<T>(&self, read: impl Fn() -> Result<T>) -> Result<T> {
-        loop {
+    /// would have had a moment later. A read that truncations keep overtaking (a long one under
+    /// a stream of small truncations) runs a last time with truncations held off, so it ends.
+    pub(crate) fn retry_truncated<T>(&self, read: impl Fn() -> Result<T>) -> Result<T> {
+        for _ in 0..READ_ATTEMPTS {
             let seen = self.truncations.load(Ordering::SeqCst);
             let outcome = read();
             if self.truncations.load(Ordering::SeqCst) == seen {
                 return outcome;
             }
         }
+        let _held = self.truncating.read().unwrap_or_else(|p| p.into_inner());
+        read()
     }
 
     pub fn bounds(&self) -> (u64, u64) {
@@ -422,4 +438,27 @@ fn frame_len_at(reader: &mut SegmentReader, base: u64, pos: u64) -> Result<u64> 
         return Err(WalError::corrupt(&file_name(base), pos, "frame runs past the end of the segment"));
     }
     Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    use super::{Log, Options, READ_ATTEMPTS};
+    use crate::store::MemStore;
+
+    #[test]
+    fn a_read_that_truncations_keep_overtaking_still_ends() {
+        let log = Log::open(Arc::new(MemStore::new()), Options { preallocate: false, ..Options::default() }).unwrap();
+        let calls = AtomicU32::new(0);
+        // Every attempt sees a truncation begin while it reads.
+        let got = log.retry_truncated(|| {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            assert!(n <= 100, "the read never ended");
+            log.truncations.fetch_add(1, Ordering::SeqCst);
+            Ok(n)
+        });
+        assert_eq!(got.unwrap(), READ_ATTEMPTS + 1, "the last attempt holds truncations off and stands");
+    }
 }

@@ -34,17 +34,22 @@ impl Wal {
         Wal::open(Arc::new(FileStore::open(dir, opts.read_only, if opts.preallocate { opts.direct_writes } else { DirectMode::Off })?), opts)
     }
 
-    /// Queue a command for the committer.
+    /// Queue a command for the committer. A command that cannot be queued is answered with
+    /// the reason at once (it holds a caller's promise, which would otherwise never settle), and
+    /// the reason is returned too.
     pub fn send(&self, cmd: Command) -> Result<()> {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        match tx.as_ref() {
-            Some(tx) => tx.send(cmd).map_err(|_| closed()),
-            None if self.log.opts.read_only => {
-                self.log.check_open()?;
-                Err(WalError::invalid("the log is open read-only"))
-            }
-            None => Err(closed()),
-        }
+        let refused = match tx.as_ref() {
+            Some(tx) => match tx.send(cmd) {
+                Ok(()) => return Ok(()),
+                Err(returned) => (returned.0, closed()),
+            },
+            None if self.log.opts.read_only => (cmd, self.log.check_open().err().unwrap_or_else(|| WalError::invalid("the log is open read-only"))),
+            None => (cmd, closed()),
+        };
+        let (cmd, err) = refused;
+        cmd.reject(err.clone());
+        Err(err)
     }
 
     /// Queue a command built around `done` and block until it reports.

@@ -67,7 +67,8 @@ function viewOf(data: unknown): Buffer {
  * Each checkpoint is one file, `checkpoint-<LSN, 20 digits>.ckpt`: a 40-byte header (magic,
  * format version, LSN, length, CRC32C of the snapshot and of the header), then the snapshot.
  * Snapshots are read and written whole, so one must fit in memory: at most
- * `buffer.constants.MAX_LENGTH - 40` bytes (4 GiB less 40 on 64-bit Node 22+).
+ * `buffer.constants.MAX_LENGTH - 40` bytes (4 GiB less 40 on 64-bit Node 20; far more from Node 22,
+ * where memory is the limit).
  *
  * One `Checkpoints` should write a given directory at a time; its own writes run in order.
  *

@@ -150,7 +150,10 @@ export async function createStreamServer(options: StreamServerOptions): Promise<
   }
   /** Requests in progress per connection (pipelined requests may overlap). */
   const busy = new Map<Socket, number>()
-  const server = createServer((req, res) => {
+  const idleMs = options.idleTimeoutMs ?? IDLE_CONNECTION_MS
+  // Node checks the header and request timeouts only this often (30 s by default): checked every
+  // second, a slow client is cut off within a second of them.
+  const server = createServer({ connectionsCheckingInterval: 1_000 }, (req, res) => {
     const socket = req.socket
     busy.set(socket, (busy.get(socket) ?? 0) + 1)
     res.on('close', () => {
@@ -165,12 +168,13 @@ export async function createStreamServer(options: StreamServerOptions): Promise<
   // whose client stopped reading the response.
   server.headersTimeout = 10_000
   server.requestTimeout = 30_000
-  server.keepAliveTimeout = 5_000
+  // A kept-alive connection between requests is idle too: Node closes it after this.
+  server.keepAliveTimeout = idleMs
   // A 'timeout' listener on the server replaces Node's default of destroying the socket. It fires
   // after this long without traffic: fine for a long-poll or SSE response waiting for data, not
   // for one whose client stopped reading (bytes left unsent), which would hold its response in
   // memory and the server open for good.
-  server.setTimeout(options.idleTimeoutMs ?? IDLE_CONNECTION_MS, (socket: Socket) => {
+  server.setTimeout(idleMs, (socket: Socket) => {
     if (!busy.has(socket) || socket.writableLength > 0) socket.destroy()
   })
   const shutDown = async () => {
