@@ -388,3 +388,19 @@ test('checkpoints taken at the log end fall back past a damaged newest one acros
   t.deepEqual(got.damagedCheckpoints.map((d) => d.lsn), [newer])
   await wal.close()
 })
+
+test('a checkpoint at a record LSN after one at nextLsn of the same state, or at LSN 0, is taken and recovers', async (t) => {
+  const { wal, cps, lsns } = await logWith40Records(t, 2)
+  const opts = { wal, checkpoints: cps, init: (s) => (s ? s.toString() : 'none'), apply: () => {} }
+  // Nothing dropped yet: a snapshot of nothing at LSN 0 is fine.
+  await checkpoint({ wal, checkpoints: cps, lsn: 0, data: 'empty' })
+  t.is((await recover(opts)).replayed, 40)
+  // The same state labelled two ways: the log end, then its newest record. No record lies between.
+  await checkpoint({ wal, checkpoints: cps, lsn: wal.nextLsn, data: 'all 40' })
+  await checkpoint({ wal, checkpoints: cps, lsn: lsns[39], data: 'all 40' })
+  t.deepEqual(await cps.list(), [0, lsns[39]])
+  const { state, replayed } = await recover(opts)
+  t.is(state, 'all 40')
+  t.is(replayed, 0)
+  await wal.close()
+})

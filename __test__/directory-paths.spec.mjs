@@ -231,3 +231,24 @@ test('fs: links that stay inside the root work, and so does a root reached throu
   await viaLink.atomicWriteDurable('abs/d', 'd')
   t.is((await dir.readFile('real/d')).toString(), 'd')
 })
+
+test('fs: a root reached through a link follows the link when it is pointed elsewhere', async (t) => {
+  const outer = tmpDir(t)
+  fs.mkdirSync(path.join(outer, 'v1'))
+  fs.mkdirSync(path.join(outer, 'v2'))
+  fs.symlinkSync(path.join(outer, 'v1'), path.join(outer, 'current'))
+  const dir = await FsDirectory.open(path.join(outer, 'current'))
+  await dir.atomicWriteDurable('k', 'one')
+  // A release switch: the link now names another directory.
+  fs.rmSync(path.join(outer, 'current'))
+  fs.symlinkSync(path.join(outer, 'v2'), path.join(outer, 'current'))
+  t.false(await dir.exists('k'))
+  await dir.atomicWriteDurable('k', 'two')
+  t.is((await dir.readFile('k')).toString(), 'two')
+  t.is(fs.readFileSync(path.join(outer, 'v1', 'k'), 'utf8'), 'one')
+  t.is(fs.readFileSync(path.join(outer, 'v2', 'k'), 'utf8'), 'two')
+  // A root link to nothing answers as a deleted root does.
+  fs.rmSync(path.join(outer, 'v2'), { recursive: true })
+  t.false(await dir.exists('k'))
+  await t.throwsAsync(dir.readFile('k'), { code: 'ERR_NOT_FOUND' })
+})

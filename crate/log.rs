@@ -307,7 +307,8 @@ impl Log {
     /// Where the log ended before the first write into its oldest segment, which that write's
     /// marker records: every record dropped from the front of the log (by `truncate_before`, or
     /// by a truncate-mode recovery that started afresh) ends at or before it. Without a readable
-    /// marker there, the segment's first position answers: nothing dropped ends past it.
+    /// marker there, the segment's first position answers: nothing dropped ends past it. A log
+    /// whose oldest segment is its very first has dropped nothing: 0.
     pub fn dropped_end(&self) -> Result<u64> {
         self.check_open()?;
         self.retry_truncated(|| {
@@ -316,6 +317,9 @@ impl Log {
                 let (&base, seg) = st.segs.iter().next().expect("a log always has a segment");
                 (base, seg.end)
             };
+            if base == 0 {
+                return Ok(0);
+            }
             let first = SEGMENT_HEADER as u64;
             if end < first + MARKER_LEN as u64 {
                 return Ok(base + first);

@@ -50,10 +50,14 @@ pub fn lock_dir(dir: &Path, shared: bool) -> io::Result<Option<Vec<File>>> {
     #[cfg(unix)]
     {
         let handle = File::open(dir)?;
-        if !try_lock(&handle, shared)? {
-            return Ok(None);
+        match try_lock(&handle, shared) {
+            Ok(true) => held.push(handle),
+            Ok(false) => return Ok(None),
+            // A file system that cannot lock a directory (NFS emulates flock with fcntl locks,
+            // and an exclusive one needs a descriptor open for writing): the LOCK file alone
+            // serves, as it did before the directory was locked too.
+            Err(_) => {}
         }
-        held.push(handle);
     }
     let path = dir.join("LOCK");
     let file = if shared {

@@ -35,11 +35,13 @@ export interface CheckpointOptions {
  *
  * Truncate the log yourself only below the oldest kept checkpoint, for the same reason.
  *
- * Refused with `ERR_INVALID_ARG` before anything is touched: an `lsn` past the log's end, one
- * below {@link Wal.droppedEnd} (records after it are gone, so the snapshot cannot be complete),
- * and one older than a checkpoint already kept that the log still holds (a snapshot that
- * finished after a newer one; writing it would delete the newer one). A checkpoint newer than
- * the log's end describes history that `truncateFrom` discarded, and is deleted.
+ * Refused with `ERR_INVALID_ARG` before anything is touched: an `lsn` past the log's end, and
+ * one below {@link Wal.droppedEnd}: records after it are gone, so the snapshot cannot stand for
+ * them (a snapshot that finished after a newer one, say, once the log was trimmed for that one).
+ * Otherwise newer checkpoints are deleted, as {@link Checkpoints.write} does: every record after
+ * `lsn` is still in the log. Overlapping calls run one after another, each write and trim whole.
+ * (With a `wal` that has no `droppedEnd`, a checkpoint older than one kept that the log still
+ * holds is refused instead.)
  *
  * @example
  * ```ts
@@ -53,16 +55,20 @@ export async function checkpoint(options: CheckpointOptions): Promise<number> {
   if (wal === null || typeof wal !== 'object' || typeof wal.truncateBefore !== 'function' || typeof wal.nextLsn !== 'number') {
     throw invalidArg('wal must be a Wal (an object with truncateBefore and nextLsn)')
   }
-  if (checkpoints === null || typeof checkpoints !== 'object' || typeof checkpoints.writeInOrder !== 'function') {
+  if (checkpoints === null || typeof checkpoints !== 'object' || typeof checkpoints.writeThen !== 'function') {
     throw invalidArg('checkpoints must be a Checkpoints')
   }
-  const end = wal.nextLsn
-  if (typeof lsn === 'number' && lsn > end) throw invalidArg(`lsn ${lsn} is past the log's end (${end}): a snapshot covers records already written`)
-  const dropped = wal.droppedEnd
-  if (typeof lsn === 'number' && dropped !== undefined && lsn < dropped) {
-    throw invalidArg(`the log already dropped records up to LSN ${dropped}, past lsn ${lsn}: a snapshot there would miss them`)
+  if (typeof lsn === 'number' && lsn > wal.nextLsn) throw invalidArg(`lsn ${lsn} is past the log's end (${wal.nextLsn}): a snapshot covers records already written`)
+  // Checked in the checkpoints' write order: an earlier call's trim may have dropped more.
+  const before = async () => {
+    if ('droppedEnd' in wal && wal.droppedEnd !== undefined) {
+      const dropped = wal.droppedEnd
+      if (lsn < dropped) throw invalidArg(`the log already dropped records up to LSN ${dropped}, past lsn ${lsn}: a snapshot there would miss them`)
+      return
+    }
+    const held = (await checkpoints.list()).filter((l) => l > lsn && l <= wal.nextLsn)
+    if (held.length > 0) throw invalidArg(`a newer checkpoint, at LSN ${held[held.length - 1]}, already covers the log past ${lsn}`)
   }
-  await checkpoints.writeInOrder(lsn, data, end)
-  const kept = await checkpoints.list()
-  return wal.truncateBefore(Math.min(lsn, ...kept))
+  const trim = async () => wal.truncateBefore(Math.min(lsn, ...(await checkpoints.list())))
+  return checkpoints.writeThen(lsn, data, before, trim)
 }

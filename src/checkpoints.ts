@@ -113,23 +113,18 @@ export class Checkpoints {
    * (`truncateFrom`), so those newer ones describe discarded history and are deleted first.
    */
   write(lsn: number, data: FileData): Promise<void> {
-    return this.#write(lsn, data, -Infinity)
+    return this.writeThen(lsn, data, async () => {}, async () => {})
   }
 
   /**
-   * {@link Checkpoints.write}, for {@link checkpoint}: refused with `ERR_INVALID_ARG`, nothing
-   * touched, if a checkpoint newer than `lsn` exists that the log still holds (at or below
-   * `logEnd`). Such a snapshot is older than one already taken, and writing it would delete the
-   * newer one after the log was trimmed for it. The check runs in this object's write order,
-   * so two overlapping calls cannot both pass it.
+   * {@link Checkpoints.write} with a check before it and a step after it, all in this object's
+   * write order, so overlapping calls run one whole sequence after another ({@link checkpoint}
+   * checks the snapshot against what the log dropped, then trims the log). A `before` that
+   * throws leaves everything untouched.
    *
    * @internal
    */
-  writeInOrder(lsn: number, data: FileData, logEnd: number): Promise<void> {
-    return this.#write(lsn, data, logEnd)
-  }
-
-  #write(lsn: number, data: FileData, logEnd: number): Promise<void> {
+  writeThen<T>(lsn: number, data: FileData, before: () => Promise<void>, after: () => Promise<T>): Promise<T> {
     let file: Buffer
     try {
       checkLsn(lsn)
@@ -140,19 +135,19 @@ export class Checkpoints {
       return Promise.reject(e)
     }
     const run = this.#queue.then(async () => {
-      const newer = (await this.list()).filter((l) => l > lsn)
-      const held = newer.filter((l) => l <= logEnd)
-      if (held.length > 0) {
-        throw invalidArg(`a newer checkpoint, at LSN ${held[held.length - 1]}, already covers the log past ${lsn}: checkpoints are taken in LSN order`)
-      }
+      await before()
       if (this.#dir !== '') await this.directory.createDirAll(this.#dir)
       // Durably gone before the new one exists: a crash in between must not leave a stale
       // newer checkpoint for recovery to pick.
-      await this.#deleteDurably(newer.map(fileName))
+      await this.#deleteDurably((await this.list()).filter((l) => l > lsn).map(fileName))
       await this.directory.atomicWriteDurable(this.#pathOf(fileName(lsn)), file)
       await this.#prune()
+      return after()
     })
-    this.#queue = run.catch(() => {})
+    this.#queue = run.then(
+      () => {},
+      () => {},
+    )
     return run
   }
 

@@ -1,5 +1,7 @@
-import { mkdir, open, readdir, realpath, rename, rm, lstat, stat, type FileHandle } from 'node:fs/promises'
+import { realpath as realpathInJs } from 'node:fs'
+import { mkdir, open, readdir, realpath as realpathNative, rename, rm, lstat, stat, type FileHandle } from 'node:fs/promises'
 import nodePath from 'node:path'
+import { promisify } from 'node:util'
 
 import { atomicWriteVia } from './directory-atomic-write.js'
 import { checkRange, type FileData } from './directory-data.js'
@@ -146,7 +148,7 @@ export class FsDirectory implements Directory {
   /** The absolute path of the root. */
   readonly root: string
   /** The root with its symbolic links resolved: where every path must stay. */
-  readonly #realRoot: string
+  #realRoot: string
 
   private constructor(root: string, realRoot: string) {
     this.root = root
@@ -291,12 +293,17 @@ export class FsDirectory implements Directory {
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code
         if (code !== 'ENOENT' && code !== 'ENOTDIR') throw fromFs(e, path, 'resolving')
-        if (await isLink(probe)) throw invalidPath(path, 'goes through a symbolic link that leads nowhere')
-        // The root itself is gone: the operation reports that in its own words.
+        // The root itself is gone (or is a link to nothing): the operation reports that in its
+        // own words, as for a deleted root.
         if (probe === this.root) return absolute
+        if (await isLink(probe)) throw invalidPath(path, 'goes through a symbolic link that leads nowhere')
         continue
       }
-      if (!isWithin(this.#realRoot, real)) throw invalidPath(path, 'leads out of the directory root through a symbolic link')
+      if (isWithin(this.#realRoot, real)) return absolute
+      // The root may itself be a link, pointed elsewhere since (a release switched): follow it.
+      const root = await realpath(this.root).catch(() => this.#realRoot)
+      if (root === this.#realRoot || !isWithin(root, real)) throw invalidPath(path, 'leads out of the directory root through a symbolic link')
+      this.#realRoot = root
       return absolute
     }
   }
@@ -326,6 +333,21 @@ export class FsDirectory implements Directory {
     }
     await makeDirsDurably(nodePath.dirname(toAbs), to)
     return [fromAbs, toAbs]
+  }
+}
+
+const realpathJs = promisify(realpathInJs)
+
+/**
+ * `path` with its links resolved. Node's native resolution fails with EISDIR on some Windows
+ * volumes (RAM disks, volumes outside the Mount Manager); its JavaScript one works there.
+ */
+async function realpath(path: string): Promise<string> {
+  try {
+    return await realpathNative(path)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EISDIR') throw e
+    return realpathJs(path)
   }
 }
 

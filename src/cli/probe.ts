@@ -113,12 +113,19 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]
 }
 
-/** Write `size` zero bytes to `file` and make them durable. */
-function zeroFill(file: string, size: number): void {
+/** Write `size` zero bytes to `file` and make them durable, letting the event loop turn now and then (Ctrl-C). */
+async function zeroFill(file: string, size: number): Promise<void> {
   const fd = fs.openSync(file, 'w')
   try {
     const zeros = Buffer.alloc(Math.min(size, 1 << 20))
-    for (let off = 0; off < size; off += zeros.length) fs.writeSync(fd, zeros, 0, Math.min(zeros.length, size - off), off)
+    let sliceFrom = process.hrtime.bigint()
+    for (let off = 0; off < size; off += zeros.length) {
+      fs.writeSync(fd, zeros, 0, Math.min(zeros.length, size - off), off)
+      if (process.hrtime.bigint() - sliceFrom > SLICE_NS) {
+        await turn()
+        sliceFrom = process.hrtime.bigint()
+      }
+    }
     fs.fsyncSync(fd)
   } finally {
     fs.closeSync(fd)
@@ -138,7 +145,7 @@ const SLICE_NS = 20_000_000n
 async function runOne(mode: Mode, barrier: Barrier, o: RunOptions): Promise<ProbeResult> {
   const block = Buffer.alloc(o.blockSize)
   for (let i = 0; i < block.length; i++) block[i] = (i * 131 + 7) & 0xff
-  if (mode === 'preallocated') zeroFill(o.file, o.fileSize)
+  if (mode === 'preallocated') await zeroFill(o.file, o.fileSize)
   else fs.writeFileSync(o.file, '')
   const flags = (barrier === 'O_DSYNC' ? (O_DSYNC ?? 0) : 0) | fs.constants.O_WRONLY
   const fd = fs.openSync(o.file, flags)
