@@ -68,7 +68,9 @@ function isThenable(x: unknown): x is PromiseLike<unknown> {
  * the snapshot, or any records with no snapshot to stand for them ({@link Wal.droppedEnd} past
  * its LSN): the newer checkpoint they were dropped for is damaged or gone, or the log was
  * trimmed by hand past its checkpoints, or a `'truncate'` recovery had to start the log afresh.
- * The state would silently miss them.
+ * The state would silently miss them. To go on from such a loss knowingly, store the state you
+ * accept as a checkpoint at `wal.droppedEnd` with {@link Checkpoints.write} (which does not check
+ * the log), then recover again.
  *
  * @example
  * ```ts
