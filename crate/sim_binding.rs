@@ -106,6 +106,13 @@ impl NativeSimDisk {
         Ok(NativeSimDisk { disk: SimDisk::new(seed as u64) })
     }
 
+    /// Let logs opened on this disk from now on run as on a real one: two committer workers
+    /// overlapping barriers, segments prepared in the background (see `SimDisk::set_concurrent`).
+    #[napi]
+    pub fn set_concurrent(&self, concurrent: bool) {
+        self.disk.set_concurrent(concurrent);
+    }
+
     #[napi]
     pub fn crash(&self, plan: Option<NativeCrashPlan>) -> napi::Result<NativeCrashReport> {
         Ok(self.disk.crash(NativeCrashPlan::into_plan(plan)?).into())

@@ -73,6 +73,11 @@ export function nativeDiskOf(disk: SimulatedDisk): NativeSimDisk {
  * names. Everything it decides comes from its `seed`, so a failing schedule replays exactly when
  * the same seed and the same operations are used again.
  *
+ * With `concurrent: true` logs run on it as on a real disk: the committer's two workers overlap
+ * one group's barrier with the next group's write, and segments are prepared in the background.
+ * That is the code path real logs take, but thread timing then varies from run to run, so a
+ * failing seed may need a few runs to replay.
+ *
  * @example
  * ```ts
  * import { Wal } from 'sturdy'
@@ -90,11 +95,14 @@ export class SimulatedDisk {
   /** The seed every decision of this disk derives from. */
   readonly seed: number
 
-  constructor(options: { seed?: number } = {}) {
+  constructor(options: { seed?: number; concurrent?: boolean } = {}) {
     const seed = options.seed ?? Math.floor(Math.random() * 2 ** 32)
     if (!Number.isSafeInteger(seed) || seed < 0) throw invalidArg('seed must be a non-negative safe integer')
+    if (options.concurrent !== undefined && typeof options.concurrent !== 'boolean') throw invalidArg('concurrent must be a boolean')
     this.seed = seed
-    natives.set(this, new NativeSimDisk(seed))
+    const native = new NativeSimDisk(seed)
+    native.setConcurrent(options.concurrent === true)
+    natives.set(this, native)
   }
 
   /**
