@@ -69,6 +69,12 @@ test('mutated segment files: ERR_CORRUPT or a prefix of the true records, never 
   t.true(files.length >= 4)
   const dataFiles = files.filter(([, b]) => b.length > 64)
   const lastData = dataFiles.at(-1)[0]
+  // The clean close sealed the log just past its last record: the seal vouches for the newest
+  // write, so strict recovery may drop records silently only where the damage reached the seal
+  // too (then the newest write has nothing after it that vouches for it, as after a crash).
+  const [lastLsn, lastBytes] = records.at(-1)
+  const sealAt = lastLsn - Number(lastData.slice(0, 20)) + 8 + lastBytes.length
+  const reachesSeal = (m) => (m.kind === 'cut' ? m.at < sealAt + 24 : m.at < sealAt + 24 && m.at + (m.kind === 'flip' ? 1 : m.kind === 'zero' ? m.len : m.bytes.length) > sealAt)
   let corrupt = 0
   let cut = 0
   await fc.assert(
@@ -90,8 +96,9 @@ test('mutated segment files: ERR_CORRUPT or a prefix of the true records, never 
         return
       }
       if (!isPrefix(got, records)) throw new Error('recovery returned records that were never written')
-      if (!tolerant && name !== lastData && got.length < records.length) {
-        throw new Error(`strict recovery silently dropped ${records.length - got.length} records after damage in sealed segment ${name}`)
+      const sealDamaged = name === lastData && ms.some(reachesSeal)
+      if (!tolerant && !sealDamaged && got.length < records.length) {
+        throw new Error(`strict recovery silently dropped ${records.length - got.length} records after damage in segment ${name} that left the seal intact`)
       }
       if (got.length < records.length) cut++
     }),
