@@ -233,3 +233,14 @@ test('crashAfter counts storage operations; cancelCrash calls it off; plans are 
   t.throws(() => dir.crash({ tear: 2 }), { instanceOf: SturdyError, code: 'ERR_INVALID_ARG' })
   t.throws(() => dir.crash({ fill: 'ones' }), { instanceOf: SturdyError, code: 'ERR_INVALID_ARG' })
 })
+
+test('model: after a crash, an unsynced rewrite of a surviving file is not kept by the next crash', async (t) => {
+  const dir = new MemoryDirectory({ seed: 5 })
+  await dir.atomicWriteDurable('f', 'AAAAAAAA')
+  dir.crash()
+  // Rewritten in place, shorter, never synced.
+  const w = await dir.createFile('f', { flushPolicy: 'manual' })
+  await w.append('BBBB')
+  dir.crash({ keep: 'none' })
+  t.is((await dir.readFile('f')).toString(), 'AAAAAAAA')
+})

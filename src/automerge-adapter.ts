@@ -175,6 +175,8 @@ export class SturdyStorageAdapter {
   readonly #store: DurableStore
   readonly #ownsStore: boolean
   #index: Promise<KeyIndex> | undefined
+  /** Saves and removals under way: `close` waits for them. */
+  readonly #inFlight = new Set<Promise<unknown>>()
 
   /**
    * An adapter on `store`. {@link SturdyStorageAdapter.close} closes the store only if
@@ -207,7 +209,10 @@ export class SturdyStorageAdapter {
   }
 
   async load(key: StorageKey): Promise<Uint8Array | undefined> {
-    const value = await this.#store.load(encodeStorageKey(key))
+    const encoded = encodeStorageKey(key)
+    // Reaches the store in call order, as saves and removals do (each waits for the index first).
+    await this.#keys()
+    const value = await this.#store.load(encoded)
     return value === undefined ? undefined : plain(value)
   }
 
@@ -219,14 +224,14 @@ export class SturdyStorageAdapter {
     // removeRange issued meanwhile must see this key (the store applies both in call order), and
     // a loadRange must too. A key whose value is not there (yet, or any more) is skipped there.
     index.add(encoded)
-    await this.#store.persist(encoded, data)
+    await this.#track(this.#store.persist(encoded, data))
   }
 
   async remove(key: StorageKey): Promise<void> {
     const encoded = encodeStorageKey(key)
     const index = await this.#keys()
     index.remove(encoded)
-    await this.#store.delete(encoded)
+    await this.#track(this.#deleting(index, encoded))
   }
 
   async loadRange(keyPrefix: StorageKey): Promise<Chunk[]> {
@@ -245,17 +250,44 @@ export class SturdyStorageAdapter {
   async removeRange(keyPrefix: StorageKey): Promise<void> {
     const prefix = encodeStorageKey(keyPrefix)
     const index = await this.#keys()
-    await Promise.all(
-      index.range(prefix).map((key) => {
-        index.remove(key)
-        return this.#store.delete(key)
-      }),
+    await this.#track(
+      Promise.all(
+        index.range(prefix).map((key) => {
+          index.remove(key)
+          return this.#deleting(index, key)
+        }),
+      ),
     )
   }
 
-  /** Close the store if this adapter opened it (see the constructor's `ownsStore`). */
+  /**
+   * Close the store if this adapter opened it (see the constructor's `ownsStore`), once the
+   * saves and removals issued before are done: they reach the store a turn after their call.
+   */
   async close(): Promise<void> {
+    await this.#keys().catch(() => {})
+    await Promise.allSettled([...this.#inFlight])
     if (this.#ownsStore) await this.#store.close()
+  }
+
+  /** Delete `key`; if that fails the key may still be stored, so the index keeps it. */
+  async #deleting(index: KeyIndex, key: string): Promise<void> {
+    try {
+      await this.#store.delete(key)
+    } catch (e) {
+      index.add(key)
+      throw e
+    }
+  }
+
+  /** Run `op` as an operation `close` waits for. */
+  async #track<T>(op: Promise<T>): Promise<T> {
+    this.#inFlight.add(op)
+    try {
+      return await op
+    } finally {
+      this.#inFlight.delete(op)
+    }
   }
 
   #keys(): Promise<KeyIndex> {

@@ -26,7 +26,8 @@ export class Inode {
 
   /** Replace the current bytes (after a crash). */
   reset(bytes: Buffer): void {
-    this.#buf = bytes
+    // Its own copy: later writes go into `#buf` in place and must not change what is durable.
+    this.#buf = Buffer.from(bytes)
     this.#len = bytes.length
     this.durable = bytes
     this.pending = []

@@ -132,3 +132,49 @@ for (const [name, open] of Object.entries(stores)) {
     await reopened.close()
   })
 }
+
+for (const [name, open] of Object.entries(stores)) {
+  test(`${name}: loads follow the saves and removals issued before them, and close waits for those`, async (t) => {
+    const dir = path.join(tmpDir(t), 'store')
+    const storage = await open(dir)
+    await storage.save(['d', 'snapshot', 'a'], new Uint8Array([1]))
+    // Not awaited: the load that follows must still see each.
+    void storage.save(['d', 'snapshot', 'a'], new Uint8Array([2]))
+    t.deepEqual([...(await storage.load(['d', 'snapshot', 'a']))], [2])
+    void storage.remove(['d', 'snapshot', 'a'])
+    t.is(await storage.load(['d', 'snapshot', 'a']), undefined)
+    // Issued just before close: it completes, and is there after a reopen.
+    const saved = storage.save(['e', 'snapshot', 'b'], new Uint8Array([3]))
+    await storage.close()
+    await saved
+    const reopened = await open(dir)
+    t.deepEqual([...(await reopened.load(['e', 'snapshot', 'b']))], [3])
+    await reopened.close()
+  })
+
+  test(`${name}: a removal whose delete failed is tried again by the next removeRange, and stays removed`, async (t) => {
+    const dir = path.join(tmpDir(t), 'store')
+    const inner = await open(dir)
+    await inner.save(['doc', 'incremental', 'x'], new Uint8Array([9]))
+    await inner.close()
+    // The same store, with its next delete failing as a directory sync might.
+    const adapterOfStore = await open(dir)
+    const store = adapterOfStore.store
+    const realDelete = store.delete.bind(store)
+    let failNext = true
+    store.delete = (key) => {
+      if (failNext) {
+        failNext = false
+        return Promise.reject(Object.assign(new Error('injected EIO'), { code: 'ERR_IO' }))
+      }
+      return realDelete(key)
+    }
+    await t.throwsAsync(adapterOfStore.removeRange(['doc']), { message: /injected/ })
+    await adapterOfStore.removeRange(['doc'])
+    t.deepEqual(await adapterOfStore.loadRange(['doc']), [])
+    await adapterOfStore.close()
+    const reopened = await open(dir)
+    t.deepEqual(await reopened.loadRange(['doc']), [], 'the removed chunk came back after a reopen')
+    await reopened.close()
+  })
+}
