@@ -244,3 +244,22 @@ test('model: after a crash, an unsynced rewrite of a surviving file is not kept 
   dir.crash({ keep: 'none' })
   t.is((await dir.readFile('f')).toString(), 'AAAAAAAA')
 })
+
+test('model: a torn write may lose any of its sectors, its first one too, and keep the ones after', async (t) => {
+  const shapes = new Set()
+  for (let seed = 1; seed <= 200; seed++) {
+    const dir = new MemoryDirectory({ seed })
+    await dir.atomicWriteDurable('f', Buffer.alloc(100, 0x41)) // the append below starts mid-sector
+    const w = await dir.appendFile('f', { flushPolicy: 'manual' })
+    await w.append(Buffer.alloc(1500, 0x42))
+    dir.crash({ keep: 'prefix', tear: 1, fill: 'zeros' })
+    const got = await dir.readFile('f')
+    if (got.length < 1600) continue // the write was not kept at all
+    // One letter per piece of the write: its leading partial sector, then each sector.
+    const pieces = [[100, 512], [512, 1024], [1024, 1536], [1536, 1600]]
+    shapes.add(pieces.map(([a, b]) => (got.subarray(a, b).every((x) => x === 0x42) ? 'B' : got.subarray(a, b).every((x) => x === 0) ? '0' : '?')).join(''))
+  }
+  t.false([...shapes].some((s) => s.includes('?')), 'each piece is wholly new or wholly lost')
+  t.true([...shapes].some((s) => s.startsWith('0') && s.includes('B')), `a lost first piece with later ones kept: ${[...shapes]}`)
+  t.true([...shapes].some((s) => /B0+B/.test(s)), `a hole between kept pieces: ${[...shapes]}`)
+})

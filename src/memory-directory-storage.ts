@@ -332,22 +332,29 @@ export class MemoryStorage {
       report.keptOps++
       if (c.kind === 'truncate') return image.truncate(c.len)
       const end = c.pos + c.bytes.length
-      let cut = end
-      if (i === torn) {
-        report.torn = true
-        const first = Math.ceil(c.pos / SECTOR) * SECTOR
-        const sectors = end > first ? Math.floor((end - 1 - first) / SECTOR) + 1 : 0
-        cut = Math.max(c.pos, Math.min(end, first + this.#int(sectors + 1) * SECTOR))
-      }
       const old = Buffer.from(image.view().subarray(c.pos, end))
-      image.writeAt(c.pos, c.bytes.subarray(0, cut - c.pos))
-      if (cut === end) return
+      image.writeAt(c.pos, c.bytes)
+      if (i !== torn) return
+      report.torn = true
+      // The sectors of one write reach the disk in no particular order: each piece (the leading
+      // partial sector too) holds the new bytes or not, at least one not.
+      const pieces: [number, number][] = []
+      for (let from = c.pos; from < end; ) {
+        const to = Math.min(end, (Math.floor(from / SECTOR) + 1) * SECTOR)
+        pieces.push([from, to])
+        from = to
+      }
+      const lost = pieces.map(() => this.#random() < 0.5)
+      if (pieces.length > 0 && !lost.includes(true)) lost[this.#int(pieces.length)] = true
       const how: Fill = fill === 'any' ? (['zeros', 'garbage', 'old'] as const)[this.#int(3)] : (fill as Fill)
-      const rest = Buffer.alloc(end - cut)
-      if (how === 'garbage') for (let j = 0; j < rest.length; j++) rest[j] = this.#int(256)
-      // 'old': the bytes that were there (zeros where the file grew).
-      if (how === 'old' && cut - c.pos < old.length) old.copy(rest, 0, cut - c.pos)
-      image.writeAt(cut, rest)
+      pieces.forEach(([from, to], k) => {
+        if (!lost[k]) return
+        const rest = Buffer.alloc(to - from)
+        if (how === 'garbage') for (let j = 0; j < rest.length; j++) rest[j] = this.#int(256)
+        // 'old': the bytes that were there (zeros where the file grew).
+        if (how === 'old' && from - c.pos < old.length) old.copy(rest, 0, from - c.pos, Math.min(old.length, to - c.pos))
+        image.writeAt(from, rest)
+      })
     })
     return Buffer.from(image.view())
   }

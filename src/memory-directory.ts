@@ -15,9 +15,9 @@ type Lookup = { entry: ReturnType<MemoryStorage['entry']>; error?: undefined } |
 /**
  * A {@link Directory} in memory that can lose power. It keeps apart what was only written and
  * what was made durable, with the rules of the simulated disk in `sturdy/testing`: after
- * {@link MemoryDirectory.crash}, unsynced file data may be lost, kept in part or torn at a
- * sector boundary, and a create, rename or delete survives only if its parent directory was
- * synced. Every choice derives from `seed`, so a failing schedule replays.
+ * {@link MemoryDirectory.crash}, unsynced file data may be lost, kept in part or torn (a torn
+ * write keeps or loses each of its 512-byte sectors, partial ones included, in any pattern), and
+ * a create, rename or delete survives only if its parent directory was synced. Every choice derives from `seed`, so a failing schedule replays.
  *
  * After a crash the directory goes on with what survived, like the machine after a reboot;
  * writers, readers and operations begun before it fail with `ERR_IO`.
