@@ -32,8 +32,24 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     durable_sync(&handle)
 }
 
-/// NTFS journals directory metadata and offers no directory-handle flush for this purpose.
-#[cfg(not(unix))]
+/// NTFS journals directory changes but writes its journal lazily, so a create or delete can be
+/// undone by a power loss: flushing a handle to the directory (opened for writing, with backup
+/// semantics, as a directory must be) makes them durable. A file system that refuses to flush a
+/// directory leaves nothing to do here but what NTFS's own journal gives, as before.
+#[cfg(windows)]
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    use std::os::windows::fs::OpenOptionsExt;
+    const FILE_FLAG_BACKUP_SEMANTICS: u32 = 0x0200_0000;
+    // ERROR_INVALID_FUNCTION, ERROR_ACCESS_DENIED, ERROR_NOT_SUPPORTED, ERROR_INVALID_PARAMETER.
+    let refused = |e: &io::Error| matches!(e.raw_os_error(), Some(1 | 5 | 50 | 87));
+    let flushed = OpenOptions::new().read(true).write(true).custom_flags(FILE_FLAG_BACKUP_SEMANTICS).open(dir).and_then(|handle| handle.sync_all());
+    match flushed {
+        Err(e) if refused(&e) => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(not(any(unix, windows)))]
 pub fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }

@@ -122,7 +122,8 @@ class FsFileReader implements FileReader {
  * A {@link Directory} on the local file system, rooted at one directory. Every durability step
  * goes through the native platform layer: `fdatasync` on Linux, `F_FULLFSYNC` on macOS (plain
  * `fsync` leaves data in the drive's cache), `FlushFileBuffers` and write-through renames on
- * Windows (where NTFS journals directory entries, so there is no directory sync).
+ * Windows (where a directory is synced by flushing a handle to it; a file system that refuses
+ * that leaves it to its own journal).
  *
  * Writers sync their file by path: do not rename or replace a file while a writer has it open.
  *
