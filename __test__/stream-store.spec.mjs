@@ -1034,3 +1034,12 @@ test('chunks retention dropped are not copied forward by every later compaction 
   await wal.close()
   t.is(moves, 2)
 })
+
+test('a stream name with an empty segment (leading, trailing or doubled "/") is INVALID_ARG', async (t) => {
+  const store = await StreamStore.open(tmpDir(t))
+  t.teardown(() => store.close())
+  for (const name of ['/a', 'a/', 'a//b', '/', 'events/x/']) {
+    await t.throwsAsync(store.create(name, { contentType: TEXT }), { instanceOf: StreamError, code: 'INVALID_ARG' }, name)
+  }
+  await store.create('events/x', { contentType: TEXT })
+})

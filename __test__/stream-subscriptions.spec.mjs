@@ -661,3 +661,52 @@ test('a linked stream deleted and created again with more data than the cursor i
   const link = linkOf((await get(subs, 'p')).json, 'events/a')
   t.true(link.acked_offset < offset(0), `the cursor starts over (${link.acked_offset}), so all five new messages are pending`)
 })
+
+test('a cursor started over for a re-created stream is saved even with a wake in flight, so a restart keeps it', async (t) => {
+  const dir = path.join(tmpDir(t), 'subs')
+  const streams = new FakeStreams()
+  const first = await open(t, { dir, streams })
+  streams.create('events/a', 'm1', 'm2')
+  streams.create('wake/w')
+  await put(first.subs, 'p', { type: 'pull-wake', pattern: 'events/*', wake_stream: 'wake/w' })
+  streams.create('events/b', 'x') // a wake now in flight, unclaimed
+  await waitFor(() => streams.messages('wake/w').length === 1, 'a wake event')
+  // events/a deleted and created again, longer: its cursor starts over in memory...
+  streams.delete('events/a')
+  streams.create('events/a', 'n1', 'n2', 'n3', 'n4')
+  await waitFor(async () => linkOf((await get(first.subs, 'p')).json, 'events/a').acked_offset === '-1', 'the reset')
+  await first.subs.close()
+  // ...and on disk: after a restart, the new stream's offsets are not mistaken for the old one's.
+  const second = await open(t, { dir, streams })
+  t.is(linkOf((await get(second.subs, 'p')).json, 'events/a').acked_offset, '-1')
+})
+
+test("pull-wake subscriptions never link each other's wake streams, so their wakes cannot feed each other", async (t) => {
+  const { subs, streams } = await open(t)
+  streams.create('w/a')
+  streams.create('w/b')
+  await put(subs, 'A', { type: 'pull-wake', pattern: '**', wake_stream: 'w/a' })
+  await put(subs, 'B', { type: 'pull-wake', pattern: '**', wake_stream: 'w/b' })
+  streams.create('events/kick', 'k')
+  await waitFor(() => streams.messages('w/a').length === 1 && streams.messages('w/b').length === 1, 'one wake each')
+  // Each worker acks the data stream only; wake events appended to the other's wake stream are
+  // not work for it.
+  for (const id of ['A', 'B']) {
+    const c = await call(subs, 'POST', `subscriptions/${id}/claim`, { worker: id })
+    t.is(c.status, 200)
+    t.deepEqual(c.json.streams.map((s) => s.path).sort(), ['events/kick'])
+    const done = await call(subs, 'POST', `subscriptions/${id}/ack`, { wake_id: c.json.wake_id, generation: c.json.generation, acks: [{ stream: 'events/kick', offset: offset(1) }], done: true }, bearer(c.json.token))
+    t.deepEqual(done.json, { ok: true, next_wake: false })
+  }
+  t.deepEqual([streams.messages('w/a').length, streams.messages('w/b').length], [1, 1])
+})
+
+test('a wake issued before its wake stream exists is announced once the stream is created', async (t) => {
+  const { subs, streams, errors } = await open(t)
+  await put(subs, 'p', { type: 'pull-wake', pattern: 'events/*', wake_stream: 'wake/late' })
+  streams.create('events/a', 'one')
+  await waitFor(() => errors.length > 0, 'the unannounced wake to be reported')
+  streams.create('wake/late')
+  await waitFor(() => streams.messages('wake/late').length === 1, 'the wake announced on the new wake stream')
+  t.is(streams.messages('wake/late')[0].type, 'wake')
+})

@@ -336,6 +336,11 @@ export class StreamStore implements StreamEvents {
     if (name.split('/').some((segment) => segment === '.' || segment === '..')) {
       throw new StreamError('INVALID_ARG', 'a stream name has no "." or ".." segments')
     }
+    // `a/`, `/a` and `a//b` would be other streams than `a` and `a/b` to the store, but the same
+    // to anything that normalizes paths (subscriptions acknowledge by path).
+    if (name.split('/').some((segment) => segment === '')) {
+      throw new StreamError('INVALID_ARG', 'a stream name has no empty segments (no leading, trailing or doubled "/")')
+    }
     const now = this.#now()
     const existing = this.#byName.get(name)
     if (existing !== undefined && existing.deleted === 'no') {

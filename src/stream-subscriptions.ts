@@ -99,6 +99,8 @@ export class Subscriptions {
   readonly #store: SubscriptionStore
   readonly #queue = new KeyedQueue()
   readonly #live = new Map<string, Live>()
+  /** The pull-wake subscriptions' wake streams (recomputed when `#live` changes). */
+  #wakeStreams: Set<string> | undefined
   #stopListening: () => void = () => {}
   #closed = false
 
@@ -231,6 +233,7 @@ export class Subscriptions {
       await this.#save(live)
     } catch (e) {
       this.#live.delete(id)
+      this.#wakeStreams = undefined
       throw e
     }
     return json(201, this.#describe(live, root))
@@ -241,6 +244,7 @@ export class Subscriptions {
     if (!live) return noContent()
     await this.#store.remove(id)
     this.#live.delete(id)
+    this.#wakeStreams = undefined
     this.#stopActivity(live)
     return noContent()
   }
@@ -567,6 +571,14 @@ export class Subscriptions {
   }
 
   #noteTail(name: string, tail: string, created: boolean): void {
+    if (created && this.#isWakeStream(name)) {
+      // A wake stream created after its subscription's wake was issued: announce the wake now
+      // (nothing else would, as later appends find a wake in flight).
+      for (const live of this.#live.values()) {
+        const wake = live.record.wake
+        if (live.record.config.wake_stream === name && wake !== null && wake.holder === null) this.#announce(live, wake)
+      }
+    }
     for (const live of this.#live.values()) {
       let link = live.links.get(name)
       if (!link && this.#patternCovers(live, name)) {
@@ -574,14 +586,22 @@ export class Subscriptions {
         link = this.#link(live, name, false, BEFORE_FIRST_OFFSET)
       }
       if (!link) continue
+      // A glob link made before the stream became a wake stream: it goes at the next save.
+      if (!link.explicit && this.#isWakeStream(name)) continue
       // A new stream under a linked name (deleted and created again; its offsets start over), or
       // a tail below the cursor (the same, seen late): deliver it from its start.
-      if (created || tail < link.acked_offset) link.acked_offset = BEFORE_FIRST_OFFSET
+      // The reset is saved even when no wake follows (one is in flight): a restart could not
+      // tell a longer new stream from the old one, and would skip its start.
+      const reset = (created || tail < link.acked_offset) && link.acked_offset !== BEFORE_FIRST_OFFSET
+      if (reset) link.acked_offset = BEFORE_FIRST_OFFSET
       const { id, incarnation } = live.record
       this.#background(id, async () => {
         const current = this.#current(id, incarnation)
-        if (current && current.record.wake === null && firstPending(current.record, this.#tailOf) !== undefined) {
+        if (!current) return
+        if (current.record.wake === null && firstPending(current.record, this.#tailOf) !== undefined) {
           await this.#wakeIfPending(current)
+        } else if (reset) {
+          await this.#save(current)
         }
       })
     }
@@ -593,6 +613,7 @@ export class Subscriptions {
   #adopt(record: SubscriptionRecord): Live {
     const live: Live = { record, links: new Map(record.links.map((l) => [l.path, l])), leaseTimer: null, deliveryTimer: null, delivering: null }
     this.#live.set(record.id, live)
+    this.#wakeStreams = undefined
     return live
   }
 
@@ -638,10 +659,19 @@ export class Subscriptions {
     return link
   }
 
-  /** Whether the subscription's pattern selects `path` (never its own wake stream, to avoid waking itself). */
+  /**
+   * Whether the subscription's pattern selects `path`: never a pull-wake subscription's wake
+   * stream (its own, or another's: two subscriptions watching each other's wake streams would
+   * wake each other for ever).
+   */
   #patternCovers(live: Live, path: string): boolean {
-    const { pattern, wake_stream } = live.record.config
-    return pattern !== null && path !== wake_stream && !isReservedPath(path) && globMatch(pattern, path)
+    const { pattern } = live.record.config
+    return pattern !== null && !isReservedPath(path) && !this.#isWakeStream(path) && globMatch(pattern, path)
+  }
+
+  #isWakeStream(path: string): boolean {
+    this.#wakeStreams ??= new Set([...this.#live.values()].flatMap((l) => (l.record.config.wake_stream === null ? [] : [l.record.config.wake_stream])))
+    return this.#wakeStreams.has(path)
   }
 
   /** The live subscription `id` if it is still the incarnation a timer or request started with. */
@@ -659,7 +689,8 @@ export class Subscriptions {
    * linked afresh by its first append, from its start.
    */
   async #save(live: Live): Promise<void> {
-    const gone = live.record.links.filter((link) => !link.explicit && this.#streams.tail(link.path) === undefined)
+    // Glob links to a stream that became a wake stream since go too (see `#patternCovers`).
+    const gone = live.record.links.filter((link) => !link.explicit && (this.#streams.tail(link.path) === undefined || this.#isWakeStream(link.path)))
     if (gone.length > 0) {
       for (const link of gone) live.links.delete(link.path)
       live.record.links = live.record.links.filter((link) => live.links.get(link.path) === link)
