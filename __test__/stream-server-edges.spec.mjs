@@ -232,3 +232,16 @@ test('option values the server would misuse are INVALID_ARG before the data dire
   const s = await server(t, { longPollTimeoutMs: 2 ** 31 - 1, idleTimeoutMs: 1000 })
   t.is((await put(`${s.streamsUrl}ok`, 'text/plain', 'x')).status, 201)
 })
+
+test('a server others can reach refuses plain-http webhooks to its own machine unless told otherwise', async (t) => {
+  const hook = { type: 'webhook', pattern: 'events/*', webhook: { url: 'http://127.0.0.1:9/hook' } }
+  const putSub = (s, id) => fetch(`${s.streamsUrl}__ds/subscriptions/${id}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(hook) })
+  const open = await server(t, { host: '0.0.0.0' })
+  const refused = await putSub(open, 'a')
+  t.is(refused.status, 400)
+  t.is((await refused.json()).error.code, 'WEBHOOK_URL_REJECTED')
+  const allowed = await server(t, { host: '0.0.0.0', localWebhooks: true })
+  t.is((await putSub(allowed, 'b')).status, 201)
+  const loopback = await server(t, { host: '127.0.0.1' })
+  t.is((await putSub(loopback, 'c')).status, 201)
+})

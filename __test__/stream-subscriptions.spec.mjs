@@ -710,3 +710,21 @@ test('a wake issued before its wake stream exists is announced once the stream i
   await waitFor(() => streams.messages('wake/late').length === 1, 'the wake announced on the new wake stream')
   t.is(streams.messages('wake/late')[0].type, 'wake')
 })
+
+test('plain-http webhooks to this machine can be turned off, and never point at the server itself', async (t) => {
+  const streams = new FakeStreams()
+  const dir = path.join(tmpDir(t), 'subs')
+  const strict = await Subscriptions.open({ dir, streams, localWebhooks: false, onError: () => {} })
+  t.teardown(() => strict.close())
+  const refused = await put(strict, 'local', { type: 'webhook', pattern: 'events/*', webhook: { url: 'http://127.0.0.1:9999/hook' } })
+  t.is(refused.status, 400)
+  t.is(refused.json.error.code, 'WEBHOOK_URL_REJECTED')
+  t.is((await put(strict, 'public', { type: 'webhook', pattern: 'events/*', webhook: { url: 'https://example.com/hook' } })).status, 201)
+  // The server's own port (ROOT is http://127.0.0.1:4437/...), by any local name.
+  const { subs } = await open(t)
+  for (const url of ['http://127.0.0.1:4437/v1/stream/loop/a', 'http://localhost:4437/x']) {
+    const self = await put(subs, 'self', { type: 'webhook', pattern: 'loop/*', webhook: { url } })
+    t.is(self.json?.error?.code, 'WEBHOOK_URL_REJECTED', url)
+  }
+  t.is((await put(subs, 'dev', { type: 'webhook', pattern: 'events/*', webhook: { url: 'http://127.0.0.1:9999/hook' } })).status, 201)
+})

@@ -40,6 +40,12 @@ export interface StreamServerOptions extends StreamStoreOptions {
   /** Serve the reserved subscription / webhook API. Default true. */
   subscriptions?: boolean
   /**
+   * Accept plain-http webhooks to this machine (`http://localhost`, `http://127.0.0.x`). Default:
+   * only when `host` is a loopback address, so a server others can reach cannot be made to post
+   * to services on its own machine.
+   */
+  localWebhooks?: boolean
+  /**
    * A connection with no request in progress for this long is closed, and so is one whose
    * response has made no progress that long because its client stopped reading. Default 10 s.
    */
@@ -84,6 +90,11 @@ const PREFLIGHT_HEADERS = {
   'Access-Control-Max-Age': '86400',
 }
 const CATCH_UP_CACHE = 'public, max-age=60, stale-while-revalidate=300'
+/** Whether `host` (a listen address) is reachable from this machine only. */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
+}
+
 /** The longest delay a Node timer takes; a longer one fires at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1
 
@@ -106,6 +117,7 @@ function checkServerOptions(options: StreamServerOptions): void {
   whole('sseMaxMs', 1, MAX_TIMER_MS)
   whole('idleTimeoutMs', 1, MAX_TIMER_MS)
   if (options.host !== undefined && typeof options.host !== 'string') throw new StreamError('INVALID_ARG', 'host must be a string')
+  if (options.localWebhooks !== undefined && typeof options.localWebhooks !== 'boolean') throw new StreamError('INVALID_ARG', 'localWebhooks must be a boolean')
 }
 
 /** A connection idle this long is closed (see `idleTimeoutMs`). */
@@ -133,7 +145,10 @@ export async function createStreamServer(options: StreamServerOptions): Promise<
   const store = await StreamStore.open(options.dir, options)
   let subscriptions: Subscriptions | undefined
   try {
-    if (options.subscriptions !== false) subscriptions = await Subscriptions.open({ dir: join(options.dir, 'subscriptions'), streams: store })
+    if (options.subscriptions !== false) {
+      const localWebhooks = options.localWebhooks ?? isLoopback(options.host ?? '127.0.0.1')
+      subscriptions = await Subscriptions.open({ dir: join(options.dir, 'subscriptions'), streams: store, localWebhooks })
+    }
   } catch (e) {
     await store.close()
     throw e

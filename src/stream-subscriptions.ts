@@ -52,6 +52,14 @@ export interface SubscriptionsOptions {
    * Background work never throws out of a timer.
    */
   onError?: (error: unknown) => void
+  /**
+   * Accept plain-http webhooks to this machine (`http://localhost`, `http://127.0.0.x`) for local
+   * development (default true). Off, every webhook must use https to a public address: anyone who
+   * can reach the server could otherwise have it post to services on its own machine. A webhook
+   * to the server's own port is refused either way (each delivery would append to a stream it
+   * may watch, waking it again).
+   */
+  localWebhooks?: boolean
 }
 
 /** A subscription in memory: its durable record plus the timers and requests working on it. */
@@ -95,6 +103,7 @@ export class Subscriptions {
   readonly #streams: StreamEvents
   readonly #now: () => number
   readonly #onError: (error: unknown) => void
+  readonly #localWebhooks: boolean
   readonly #keys: SubscriptionKeys
   readonly #store: SubscriptionStore
   readonly #queue = new KeyedQueue()
@@ -108,6 +117,7 @@ export class Subscriptions {
     this.#streams = options.streams
     this.#now = options.now ?? Date.now
     this.#onError = options.onError ?? ((e) => console.warn('[subscriptions]', e))
+    this.#localWebhooks = options.localWebhooks ?? true
     this.#keys = keys
     this.#store = store
   }
@@ -201,6 +211,9 @@ export class Subscriptions {
   async #createOrConfirm(id: string, body: unknown, root: string): Promise<SubscriptionResponse> {
     const config = parseSubscriptionConfig(body)
     if ('code' in config) return failure(400, config.code, config.message)
+    const local = config.webhook !== null && new URL(config.webhook.url).protocol === 'http:'
+    if (local && !this.#localWebhooks) return failure(400, 'WEBHOOK_URL_REJECTED', 'plain-http webhooks to this machine are turned off on this server; use https')
+    if (local && sameServer(config.webhook!.url, root)) return failure(400, 'WEBHOOK_URL_REJECTED', 'webhook.url must not point at this server')
     const hash = configHash(config)
     const existing = this.#live.get(id)
     if (existing) {
@@ -748,6 +761,14 @@ function fenced(): SubscriptionResponse {
 }
 
 /** Checks the body of a callback, ack or release; a message when it is malformed. */
+/** Whether a plain-http webhook to this machine reaches the server at `rootUrl` (its port). */
+function sameServer(webhookUrl: string, rootUrl: string): boolean {
+  const port = (u: URL) => u.port || (u.protocol === 'https:' ? '443' : '80')
+  const hook = new URL(webhookUrl)
+  const root = new URL(rootUrl)
+  return port(hook) === port(root)
+}
+
 function parseAckRequest(body: unknown, withAcks: boolean): AckRequest | string {
   if (!isObject(body)) return 'the request body must be a JSON object'
   const acks: AckRequest['acks'] = []

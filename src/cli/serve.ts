@@ -18,6 +18,8 @@ Options:
   --retention-ms <ms>      drop stream data older than this (default: keep everything)
   --retention-bytes <n>    keep at most the newest n bytes of each stream (default: everything)
   --no-subscriptions       do not serve the reserved subscription / webhook API
+  --local-webhooks         accept plain-http webhooks to this machine even when --host is not
+                           a loopback address (they are accepted on loopback by default)
   -h, --help               show this help
 
 Prints "listening on <url>" once it accepts requests; stops cleanly on SIGINT or SIGTERM.
@@ -35,6 +37,7 @@ export async function serveCommand(argv: readonly string[], io: Io): Promise<num
     'retention-ms': { type: 'number', min: 1, integer: true },
     'retention-bytes': { type: 'number', min: 1, integer: true },
     'no-subscriptions': { type: 'boolean' },
+    'local-webhooks': { type: 'boolean' },
   })
   if (options.help) {
     io.out(SERVE_HELP)
@@ -56,6 +59,7 @@ export async function serveCommand(argv: readonly string[], io: Io): Promise<num
         ? { retention: { ...(retentionMs !== undefined ? { maxAgeMs: retentionMs } : {}), ...(retentionBytes !== undefined ? { maxBytes: retentionBytes } : {}) } }
         : {}),
       subscriptions: options['no-subscriptions'] !== true,
+      ...(options['local-webhooks'] === true ? { localWebhooks: true } : {}),
     })
   } catch (e) {
     if (e instanceof StreamError) throw new CliError(`${e.code}: ${e.message}`, EXIT.FAILED)
