@@ -728,3 +728,21 @@ test('plain-http webhooks to this machine can be turned off, and never point at 
   }
   t.is((await put(subs, 'dev', { type: 'webhook', pattern: 'events/*', webhook: { url: 'http://127.0.0.1:9999/hook' } })).status, 201)
 })
+
+test('subscriptions are bounded: their number, streams per request, pattern segments and description size', async (t) => {
+  const streams = new FakeStreams()
+  const subs = await Subscriptions.open({ dir: path.join(tmpDir(t), 'subs'), streams, maxSubscriptions: 2, onError: () => {} })
+  t.teardown(() => subs.close())
+  const ok = { type: 'pull-wake', pattern: 'events/*', wake_stream: 'wake/w' }
+  const refusedWith = async (id, config) => {
+    const r = await put(subs, id, config)
+    return [r.status, r.json?.error?.code]
+  }
+  t.deepEqual(await refusedWith('d', { ...ok, description: 'x'.repeat(4097) }), [400, 'INVALID_REQUEST'])
+  t.deepEqual(await refusedWith('s', { ...ok, streams: Array.from({ length: 1001 }, (_, i) => `s/${i}`) }), [400, 'INVALID_REQUEST'])
+  t.deepEqual(await refusedWith('p', { ...ok, pattern: Array(33).fill('*').join('/') }), [400, 'INVALID_REQUEST'])
+  t.is((await put(subs, 'one', { ...ok, description: 'x'.repeat(4096), pattern: Array(32).fill('*').join('/') })).status, 201)
+  t.is((await put(subs, 'two', ok)).status, 201)
+  t.deepEqual(await refusedWith('three', ok), [400, 'INVALID_REQUEST'])
+  t.is((await put(subs, 'two', ok)).status, 200, 'an existing one is still confirmed')
+})

@@ -35,6 +35,13 @@ export const MAX_LEASE_TTL_MS = 600_000
  */
 export const MAX_PATTERN_BYTES = 4096
 
+/** Most segments in a `pattern`: each match's work grows with them. */
+export const MAX_PATTERN_SEGMENTS = 32
+/** Most streams one request may name (`streams`, or streams added to a subscription). */
+export const MAX_STREAMS = 1000
+/** Longest `description`, in bytes. */
+export const MAX_DESCRIPTION_BYTES = 4096
+
 /** A request the server refuses, with the protocol error code to report it under. */
 export interface ConfigProblem {
   code: 'INVALID_REQUEST' | 'WEBHOOK_URL_REJECTED'
@@ -55,6 +62,8 @@ export function parseStreamPath(value: unknown, field: string): string | ConfigP
 /** Parses a list of stream paths (as in `streams: [...]`), unique and sorted. */
 export function parseStreamList(value: unknown, field: string): string[] | ConfigProblem {
   if (!Array.isArray(value)) return { code: 'INVALID_REQUEST', message: `${field} must be an array of stream paths` }
+  // Every record is held in memory, reloaded at start and rewritten whole on each save.
+  if (value.length > MAX_STREAMS) return { code: 'INVALID_REQUEST', message: `${field} may name at most ${MAX_STREAMS} streams` }
   const paths = new Set<string>()
   for (const item of value) {
     const path = parseStreamPath(item, field)
@@ -76,6 +85,8 @@ export function parseSubscriptionConfig(body: unknown): SubscriptionConfig | Con
     if (typeof body.pattern !== 'string' || normalizeStreamPath(body.pattern) === '') return bad('pattern must be a non-empty string')
     pattern = normalizeStreamPath(body.pattern)
     if (Buffer.byteLength(pattern) > MAX_PATTERN_BYTES) return bad(`pattern must be at most ${MAX_PATTERN_BYTES} bytes`)
+    // Matched against every new stream name in the store's commit path: bounded work per match.
+    if (pattern.split('/').length > MAX_PATTERN_SEGMENTS) return bad(`pattern may have at most ${MAX_PATTERN_SEGMENTS} segments`)
   }
   let streams: string[] = []
   if (body.streams !== undefined && body.streams !== null) {
@@ -91,6 +102,7 @@ export function parseSubscriptionConfig(body: unknown): SubscriptionConfig | Con
   }
   const description = body.description ?? null
   if (description !== null && typeof description !== 'string') return bad('description must be a string')
+  if (description !== null && Buffer.byteLength(description) > MAX_DESCRIPTION_BYTES) return bad(`description must be at most ${MAX_DESCRIPTION_BYTES} bytes`)
 
   let webhook: { url: string } | null = null
   let wakeStream: string | null = null

@@ -52,6 +52,8 @@ export interface SubscriptionsOptions {
    * Background work never throws out of a timer.
    */
   onError?: (error: unknown) => void
+  /** The most subscriptions the service holds (default 1000): each costs memory and work on every append. */
+  maxSubscriptions?: number
   /**
    * Accept plain-http webhooks to this machine (`http://localhost`, `http://127.0.0.x`) for local
    * development (default true). Off, every webhook must use https to a public address: anyone who
@@ -66,6 +68,8 @@ export interface SubscriptionsOptions {
 interface Live {
   record: SubscriptionRecord
   links: Map<string, StreamLink>
+  /** Stream names its pattern does not match (the pattern never changes), so appends to them cost no match. */
+  misses: Set<string>
   leaseTimer: NodeJS.Timeout | null
   deliveryTimer: NodeJS.Timeout | null
   /** The webhook request in flight, to abort on delete or close. */
@@ -104,6 +108,7 @@ export class Subscriptions {
   readonly #now: () => number
   readonly #onError: (error: unknown) => void
   readonly #localWebhooks: boolean
+  readonly #maxSubscriptions: number
   readonly #keys: SubscriptionKeys
   readonly #store: SubscriptionStore
   readonly #queue = new KeyedQueue()
@@ -118,6 +123,7 @@ export class Subscriptions {
     this.#now = options.now ?? Date.now
     this.#onError = options.onError ?? ((e) => console.warn('[subscriptions]', e))
     this.#localWebhooks = options.localWebhooks ?? true
+    this.#maxSubscriptions = options.maxSubscriptions ?? 1000
     this.#keys = keys
     this.#store = store
   }
@@ -216,6 +222,9 @@ export class Subscriptions {
     if (local && sameServer(config.webhook!.url, root)) return failure(400, 'WEBHOOK_URL_REJECTED', 'webhook.url must not point at this server')
     const hash = configHash(config)
     const existing = this.#live.get(id)
+    if (!existing && this.#live.size >= this.#maxSubscriptions) {
+      return failure(400, 'INVALID_REQUEST', `this server holds at most ${this.#maxSubscriptions} subscriptions`)
+    }
     if (existing) {
       if (existing.record.config_hash !== hash) {
         return failure(409, 'SUBSCRIPTION_ALREADY_EXISTS', 'a subscription with this id exists with a different configuration')
@@ -624,7 +633,7 @@ export class Subscriptions {
 
   /** Puts a record in memory, on open or create. */
   #adopt(record: SubscriptionRecord): Live {
-    const live: Live = { record, links: new Map(record.links.map((l) => [l.path, l])), leaseTimer: null, deliveryTimer: null, delivering: null }
+    const live: Live = { record, links: new Map(record.links.map((l) => [l.path, l])), misses: new Set(), leaseTimer: null, deliveryTimer: null, delivering: null }
     this.#live.set(record.id, live)
     this.#wakeStreams = undefined
     return live
@@ -679,7 +688,11 @@ export class Subscriptions {
    */
   #patternCovers(live: Live, path: string): boolean {
     const { pattern } = live.record.config
-    return pattern !== null && !isReservedPath(path) && !this.#isWakeStream(path) && globMatch(pattern, path)
+    if (pattern === null || isReservedPath(path) || this.#isWakeStream(path) || live.misses.has(path)) return false
+    if (globMatch(pattern, path)) return true
+    if (live.misses.size >= MAX_REMEMBERED_MISSES) live.misses.clear()
+    live.misses.add(path)
+    return false
   }
 
   #isWakeStream(path: string): boolean {
@@ -761,6 +774,9 @@ function fenced(): SubscriptionResponse {
 }
 
 /** Checks the body of a callback, ack or release; a message when it is malformed. */
+/** Stream names remembered as not matching one subscription's pattern, at most. */
+const MAX_REMEMBERED_MISSES = 10_000
+
 /** Whether a plain-http webhook to this machine reaches the server at `rootUrl` (its port). */
 function sameServer(webhookUrl: string, rootUrl: string): boolean {
   const port = (u: URL) => u.port || (u.protocol === 'https:' ? '443' : '80')
