@@ -245,3 +245,13 @@ test('a server others can reach refuses plain-http webhooks to its own machine u
   const loopback = await server(t, { host: '127.0.0.1' })
   t.is((await putSub(loopback, 'c')).status, 201)
 })
+
+test('publicUrl is where Location headers point; a bad one is INVALID_ARG', async (t) => {
+  const s = await server(t, { publicUrl: 'https://streams.example.com/' })
+  const r = await put(`${s.streamsUrl}located`, 'text/plain', 'x')
+  t.is(r.status, 201)
+  t.is(r.headers.get('location'), 'https://streams.example.com/v1/stream/located')
+  for (const publicUrl of ['not a url', 'ftp://x/', 'https://x/?q=1', 42]) {
+    await t.throwsAsync(createStreamServer({ dir: tmpDir(t), port: 0, publicUrl }), { code: 'INVALID_ARG' }, String(publicUrl))
+  }
+})

@@ -746,3 +746,19 @@ test('subscriptions are bounded: their number, streams per request, pattern segm
   t.deepEqual(await refusedWith('three', ok), [400, 'INVALID_REQUEST'])
   t.is((await put(subs, 'two', ok)).status, 200, 'an existing one is still confirmed')
 })
+
+test('a webhook delivery names the callback where the server is reached now, not where the subscription was made', async (t) => {
+  const hook = await receiver(t, () => [200, { done: true }])
+  const streams = new FakeStreams()
+  const dir = path.join(tmpDir(t), 'subs')
+  const first = await Subscriptions.open({ dir, streams, onError: () => {} })
+  t.is((await put(first, 'w', { type: 'webhook', pattern: 'events/*', webhook: { url: hook.url } })).status, 201)
+  await first.close()
+  // Restarted behind a proxy (or on another port): the callback follows.
+  const moved = 'https://streams.example.com/v1/stream/'
+  const second = await Subscriptions.open({ dir, streams, rootUrl: moved, onError: () => {} })
+  t.teardown(() => second.close())
+  streams.create('events/a', 'one')
+  await waitFor(() => hook.received.length > 0, 'a delivery')
+  t.is(hook.received[0].body.callback_url, `${moved}__ds/subscriptions/w/callback`)
+})

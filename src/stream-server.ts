@@ -46,6 +46,12 @@ export interface StreamServerOptions extends StreamStoreOptions {
    */
   localWebhooks?: boolean
   /**
+   * The server's URL as clients reach it (`https://streams.example.com`), when that is not the
+   * address it listens on (behind a proxy, on 0.0.0.0): used in `Location` headers and in the
+   * callback URLs of webhook deliveries. Default: the listening address.
+   */
+  publicUrl?: string
+  /**
    * A connection with no request in progress for this long is closed, and so is one whose
    * response has made no progress that long because its client stopped reading. Default 10 s.
    */
@@ -118,6 +124,18 @@ function checkServerOptions(options: StreamServerOptions): void {
   whole('idleTimeoutMs', 1, MAX_TIMER_MS)
   if (options.host !== undefined && typeof options.host !== 'string') throw new StreamError('INVALID_ARG', 'host must be a string')
   if (options.localWebhooks !== undefined && typeof options.localWebhooks !== 'boolean') throw new StreamError('INVALID_ARG', 'localWebhooks must be a boolean')
+  if (options.publicUrl !== undefined) {
+    let u: URL | undefined
+    try {
+      u = new URL(String(options.publicUrl))
+    } catch {
+      u = undefined
+    }
+    if (typeof options.publicUrl !== 'string') u = undefined
+    if (u === undefined || (u.protocol !== 'http:' && u.protocol !== 'https:') || u.search !== '' || u.hash !== '') {
+      throw new StreamError('INVALID_ARG', 'publicUrl must be an absolute http(s) URL without query or fragment')
+    }
+  }
 }
 
 /** A connection idle this long is closed (see `idleTimeoutMs`). */
@@ -141,13 +159,15 @@ const CLOSE_GRACE_MS = 2_000
 export async function createStreamServer(options: StreamServerOptions): Promise<StreamServer> {
   checkServerOptions(options)
   const root = options.root ?? '/v1/stream/'
+  const publicUrl = options.publicUrl?.replace(/\/+$/, '')
   if (typeof root !== 'string' || !root.startsWith('/') || !root.endsWith('/')) throw new StreamError('INVALID_ARG', 'root must start and end with "/"')
   const store = await StreamStore.open(options.dir, options)
   let subscriptions: Subscriptions | undefined
   try {
     if (options.subscriptions !== false) {
       const localWebhooks = options.localWebhooks ?? isLoopback(options.host ?? '127.0.0.1')
-      subscriptions = await Subscriptions.open({ dir: join(options.dir, 'subscriptions'), streams: store, localWebhooks })
+      const rootUrl = publicUrl === undefined ? undefined : publicUrl + root
+      subscriptions = await Subscriptions.open({ dir: join(options.dir, 'subscriptions'), streams: store, localWebhooks, ...(rootUrl ? { rootUrl } : {}) })
     }
   } catch (e) {
     await store.close()
@@ -216,7 +236,7 @@ export async function createStreamServer(options: StreamServerOptions): Promise<
   const address = server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `http://${host}:${address.port}`
-  ctx.base = url
+  ctx.base = publicUrl ?? url
   return {
     url,
     streamsUrl: url + root,

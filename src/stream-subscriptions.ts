@@ -52,6 +52,12 @@ export interface SubscriptionsOptions {
    * Background work never throws out of a timer.
    */
   onError?: (error: unknown) => void
+  /**
+   * The absolute URL of the stream root as clients reach it (`https://host/v1/stream/`), for the
+   * callback URLs in webhook deliveries. Default: the root of the latest request handled, then
+   * the root a subscription was created under.
+   */
+  rootUrl?: string
   /** The most subscriptions the service holds (default 1000): each costs memory and work on every append. */
   maxSubscriptions?: number
   /**
@@ -108,6 +114,9 @@ export class Subscriptions {
   readonly #now: () => number
   readonly #onError: (error: unknown) => void
   readonly #localWebhooks: boolean
+  /** Where clients reach the stream root now (see `SubscriptionsOptions.rootUrl`). */
+  #root: string | undefined
+  readonly #rootGiven: boolean
   readonly #maxSubscriptions: number
   readonly #keys: SubscriptionKeys
   readonly #store: SubscriptionStore
@@ -123,6 +132,8 @@ export class Subscriptions {
     this.#now = options.now ?? Date.now
     this.#onError = options.onError ?? ((e) => console.warn('[subscriptions]', e))
     this.#localWebhooks = options.localWebhooks ?? true
+    this.#root = options.rootUrl === undefined ? undefined : withSlash(options.rootUrl)
+    this.#rootGiven = options.rootUrl !== undefined
     this.#maxSubscriptions = options.maxSubscriptions ?? 1000
     this.#keys = keys
     this.#store = store
@@ -169,7 +180,8 @@ export class Subscriptions {
       if (!allowed.includes(method)) {
         return { ...failure(405, 'METHOD_NOT_ALLOWED', `${method} is not allowed here`), headers: { 'content-type': 'application/json', allow: allowed.join(', ') } }
       }
-      const root = rootUrl.endsWith('/') ? rootUrl : `${rootUrl}/`
+      const root = withSlash(rootUrl)
+      if (!this.#rootGiven) this.#root = root
       if (route.kind === 'jwks') {
         const jwks = json(200, this.#keys.jwks(), { 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=300' })
         return method === 'HEAD' ? { status: 200, headers: jwks.headers } : jwks
@@ -512,7 +524,8 @@ export class Subscriptions {
         wake_id: wake.id,
         generation: wake.generation,
         streams,
-        callback_url: `${live.record.root_url}__ds/subscriptions/${encodeURIComponent(id)}/callback`,
+        // Where the server is reached now: it may have moved (another port, a proxy) since.
+        callback_url: `${this.#root ?? live.record.root_url}__ds/subscriptions/${encodeURIComponent(id)}/callback`,
         callback_token: this.#token(live, wake),
       })
       // The lease waits while the wake is being delivered; it starts over once it has been.
@@ -774,6 +787,10 @@ function fenced(): SubscriptionResponse {
 }
 
 /** Checks the body of a callback, ack or release; a message when it is malformed. */
+function withSlash(url: string): string {
+  return url.endsWith('/') ? url : `${url}/`
+}
+
 /** Stream names remembered as not matching one subscription's pattern, at most. */
 const MAX_REMEMBERED_MISSES = 10_000
 

@@ -20,6 +20,8 @@ Options:
   --no-subscriptions       do not serve the reserved subscription / webhook API
   --local-webhooks         accept plain-http webhooks to this machine even when --host is not
                            a loopback address (they are accepted on loopback by default)
+  --public-url <url>       the server's URL as clients reach it (behind a proxy), for Location
+                           headers and webhook callback URLs (default: the listening address)
   -h, --help               show this help
 
 Prints "listening on <url>" once it accepts requests; stops cleanly on SIGINT or SIGTERM.
@@ -38,6 +40,7 @@ export async function serveCommand(argv: readonly string[], io: Io): Promise<num
     'retention-bytes': { type: 'number', min: 1, integer: true },
     'no-subscriptions': { type: 'boolean' },
     'local-webhooks': { type: 'boolean' },
+    'public-url': { type: 'string' },
   })
   if (options.help) {
     io.out(SERVE_HELP)
@@ -60,6 +63,7 @@ export async function serveCommand(argv: readonly string[], io: Io): Promise<num
         : {}),
       subscriptions: options['no-subscriptions'] !== true,
       ...(options['local-webhooks'] === true ? { localWebhooks: true } : {}),
+      ...(options['public-url'] !== undefined ? { publicUrl: options['public-url'] as string } : {}),
     })
   } catch (e) {
     if (e instanceof StreamError) throw new CliError(`${e.code}: ${e.message}`, EXIT.FAILED)
