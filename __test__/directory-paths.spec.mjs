@@ -247,6 +247,10 @@ test('fs: a root reached through a link follows the link when it is pointed else
   t.is((await dir.readFile('k')).toString(), 'two')
   t.is(fs.readFileSync(path.join(outer, 'v1', 'k'), 'utf8'), 'one')
   t.is(fs.readFileSync(path.join(outer, 'v2', 'k'), 'utf8'), 'two')
+  // A link inside the new root into the old one leads out of the root now.
+  fs.symlinkSync(path.join(outer, 'v1'), path.join(outer, 'v2', 'back'))
+  await t.throwsAsync(dir.readFile('back/k'), { code: 'ERR_INVALID_PATH' })
+  fs.rmSync(path.join(outer, 'v2', 'back'))
   // A root link to nothing answers as a deleted root does.
   fs.rmSync(path.join(outer, 'v2'), { recursive: true })
   t.false(await dir.exists('k'))

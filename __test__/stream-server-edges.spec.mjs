@@ -255,3 +255,41 @@ test('publicUrl is where Location headers point; a bad one is INVALID_ARG', asyn
     await t.throwsAsync(createStreamServer({ dir: tmpDir(t), port: 0, publicUrl }), { code: 'INVALID_ARG' }, String(publicUrl))
   }
 })
+
+test('with a publicUrl, a webhook to the listening port or to the public URL itself is still refused', async (t) => {
+  const s = await server(t, { publicUrl: 'https://streams.example.com' })
+  const port = new URL(s.url).port
+  const putSub = (id, url) =>
+    fetch(`${s.url}/v1/stream/__ds/subscriptions/${id}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'webhook', pattern: 'events/*', webhook: { url } }) })
+  for (const url of [`http://127.0.0.1:${port}/v1/stream/events/x`, 'https://streams.example.com/v1/stream/events/x']) {
+    const r = await putSub('self', url)
+    t.is(r.status, 400, url)
+    t.is((await r.json()).error.code, 'WEBHOOK_URL_REJECTED')
+  }
+})
+
+test('after a restart on another port, webhook deliveries name the callback at the new port', async (t) => {
+  const { default: http } = await import('node:http')
+  const got = []
+  const recv = http.createServer((req, res) => {
+    let body = ''
+    req.on('data', (c) => (body += c))
+    req.on('end', () => {
+      got.push(JSON.parse(body))
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ done: true }))
+    })
+  })
+  await new Promise((r) => recv.listen(0, '127.0.0.1', r))
+  t.teardown(() => recv.close())
+  const dir = tmpDir(t)
+  const first = await createStreamServer({ dir, port: 0 })
+  const sub = { type: 'webhook', pattern: 'events/*', webhook: { url: `http://127.0.0.1:${recv.address().port}/hook` } }
+  const created = await fetch(`${first.streamsUrl}__ds/subscriptions/a`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(sub) })
+  t.is(created.status, 201)
+  await first.close()
+  const second = await createStreamServer({ dir, port: 0 })
+  t.teardown(() => second.close())
+  t.is((await put(`${second.streamsUrl}events/x`, 'text/plain', 'hello')).status, 201)
+  while (got.length === 0) await new Promise((r) => setTimeout(r, 20))
+  t.is(got[0].callback_url, `${second.streamsUrl}__ds/subscriptions/a/callback`)
+})

@@ -250,14 +250,17 @@ export class SturdyStorageAdapter {
   async removeRange(keyPrefix: StorageKey): Promise<void> {
     const prefix = encodeStorageKey(keyPrefix)
     const index = await this.#keys()
-    await this.#track(
-      Promise.all(
+    // Every delete settles before this does (close waits for it), even when one fails.
+    const results = await this.#track(
+      Promise.allSettled(
         index.range(prefix).map((key) => {
           index.remove(key)
           return this.#deleting(index, key)
         }),
       ),
     )
+    const failed = results.find((r) => r.status === 'rejected')
+    if (failed !== undefined) throw (failed as PromiseRejectedResult).reason
   }
 
   /**

@@ -287,6 +287,9 @@ export class FsDirectory implements Directory {
   async #resolve(path: string, options: { allowRoot?: boolean; followLast?: boolean } = {}): Promise<string> {
     const absolute = this.#absolute(checkPath(path, options))
     if (absolute === this.root) return absolute
+    // A root reached through a link may have been pointed elsewhere since (a release switched):
+    // check against where it leads now, not where it led.
+    if (this.#realRoot !== this.root) this.#realRoot = await realpath(this.root).catch(() => this.#realRoot)
     for (let probe = options.followLast ? absolute : nodePath.dirname(absolute); ; probe = nodePath.dirname(probe)) {
       let real: string
       try {

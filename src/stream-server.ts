@@ -237,6 +237,7 @@ export async function createStreamServer(options: StreamServerOptions): Promise<
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `http://${host}:${address.port}`
   ctx.base = publicUrl ?? url
+  subscriptions?.servedAt(ctx.base + root, url)
   return {
     url,
     streamsUrl: url + root,

@@ -6,6 +6,7 @@
 
 import { randomBytes } from 'node:crypto'
 
+import { invalidArg } from './errors.js'
 import { FsDirectory } from './fs-directory.js'
 import type { StreamEvents } from './stream-events.js'
 import { configHash, parseStreamList, parseSubscriptionConfig, type SubscriptionConfig } from './stream-subscription-config.js'
@@ -55,7 +56,9 @@ export interface SubscriptionsOptions {
   /**
    * The absolute URL of the stream root as clients reach it (`https://host/v1/stream/`), for the
    * callback URLs in webhook deliveries. Default: the root of the latest request handled, then
-   * the root a subscription was created under.
+   * the root a subscription was created under. Never derive it, or `handle`'s `rootUrl`, from
+   * what a client sends (its `Host` header): every delivery's callback, and its token, would go
+   * where that client says.
    */
   rootUrl?: string
   /** The most subscriptions the service holds (default 1000): each costs memory and work on every append. */
@@ -117,6 +120,8 @@ export class Subscriptions {
   /** Where clients reach the stream root now (see `SubscriptionsOptions.rootUrl`). */
   #root: string | undefined
   readonly #rootGiven: boolean
+  /** Where the server listens, when that is not where clients reach it (see `listeningAt`). */
+  #listening: string[] = []
   readonly #maxSubscriptions: number
   readonly #keys: SubscriptionKeys
   readonly #store: SubscriptionStore
@@ -146,6 +151,11 @@ export class Subscriptions {
    * subscriptions with pending work are woken.
    */
   static async open(options: SubscriptionsOptions): Promise<Subscriptions> {
+    if (options.maxSubscriptions !== undefined && !(Number.isSafeInteger(options.maxSubscriptions) && options.maxSubscriptions >= 0)) {
+      throw invalidArg('maxSubscriptions must be a non-negative integer')
+    }
+    if (options.localWebhooks !== undefined && typeof options.localWebhooks !== 'boolean') throw invalidArg('localWebhooks must be a boolean')
+    if (options.rootUrl !== undefined && typeof options.rootUrl !== 'string') throw invalidArg('rootUrl must be a string')
     const dir = await FsDirectory.open(options.dir)
     const keys = await SubscriptionKeys.open(dir)
     const store = new SubscriptionStore(dir)
@@ -154,6 +164,18 @@ export class Subscriptions {
     service.#stopListening = options.streams.onTail((name, tail, created) => service.#onTail(name, tail, created))
     for (const live of service.#live.values()) service.#background(live.record.id, () => service.#resume(live))
     return service
+  }
+
+  /**
+   * Tell the service where its server is: `rootUrl`, the stream root as clients reach it (for
+   * callback URLs, unless `SubscriptionsOptions.rootUrl` was given), and `listenUrl`, the address
+   * it listens on (a webhook to this machine at that port is refused as one to the root is).
+   *
+   * @internal
+   */
+  servedAt(rootUrl: string, listenUrl: string): void {
+    if (!this.#rootGiven) this.#root = withSlash(rootUrl)
+    this.#listening = [listenUrl]
   }
 
   /**
@@ -231,7 +253,10 @@ export class Subscriptions {
     if ('code' in config) return failure(400, config.code, config.message)
     const local = config.webhook !== null && new URL(config.webhook.url).protocol === 'http:'
     if (local && !this.#localWebhooks) return failure(400, 'WEBHOOK_URL_REJECTED', 'plain-http webhooks to this machine are turned off on this server; use https')
-    if (local && sameServer(config.webhook!.url, root)) return failure(400, 'WEBHOOK_URL_REJECTED', 'webhook.url must not point at this server')
+    const self = config.webhook !== null && new URL(config.webhook.url).origin === new URL(root).origin
+    if (self || (local && [root, ...this.#listening].some((url) => sameServer(config.webhook!.url, url)))) {
+      return failure(400, 'WEBHOOK_URL_REJECTED', 'webhook.url must not point at this server')
+    }
     const hash = configHash(config)
     const existing = this.#live.get(id)
     if (!existing && this.#live.size >= this.#maxSubscriptions) {

@@ -178,3 +178,38 @@ for (const [name, open] of Object.entries(stores)) {
     await reopened.close()
   })
 }
+
+test('close waits for every delete of a removeRange, even after one of them failed', async (t) => {
+  const { SturdyStorageAdapter: Adapter } = await import('../../dist/automerge.mjs')
+  const data = new Map()
+  const log = []
+  let closed = false
+  const store = {
+    async keys() {
+      return [...data.keys()]
+    },
+    async load(k) {
+      return data.get(k)
+    },
+    async persist(k, v) {
+      data.set(k, v)
+    },
+    async delete(k) {
+      if (k.includes('bad')) throw Object.assign(new Error('injected EIO'), { code: 'ERR_IO' })
+      await new Promise((r) => setTimeout(r, 50))
+      log.push(closed ? `delete ${k} after close` : `delete ${k}`)
+      data.delete(k)
+    },
+    async close() {
+      closed = true
+      log.push('closed')
+    },
+  }
+  const adapter = new Adapter(store, { ownsStore: true })
+  await adapter.save(['doc', 'bad'], new Uint8Array([1]))
+  await adapter.save(['doc', 'good'], new Uint8Array([2]))
+  const removing = adapter.removeRange(['doc'])
+  await adapter.close()
+  await t.throwsAsync(removing, { message: /injected/ })
+  t.deepEqual(log, ['delete doc/good/', 'closed'])
+})
