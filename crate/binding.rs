@@ -18,6 +18,7 @@ use crate::sim_binding::NativeSimDisk;
 use crate::simdisk::SimDisk;
 use crate::wal::Wal;
 use crate::recovery::RecoveryMode;
+use crate::segment::MAX_LSN;
 
 /// The LSN of a log's first record: after the first segment's header and its commit marker.
 #[napi]
@@ -39,7 +40,7 @@ fn guard<T>(f: impl FnOnce() -> WResult<T>) -> napi::Result<T> {
 }
 
 fn lsn_arg(name: &str, v: f64) -> WResult<u64> {
-    if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= 9007199254740991.0 {
+    if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= MAX_LSN as f64 {
         Ok(v as u64)
     } else {
         Err(WalError::invalid(format!("{name} must be a non-negative safe integer, got {v}")))

@@ -201,12 +201,18 @@ fn a_log_reopened_after_a_crash_is_sealed_by_its_next_clean_close_even_without_w
     assert!(store.image() == image, "a sealed log was changed by an open and a close");
 }
 
-#[test]
-fn damage_in_a_sealed_segment_is_corruption() {
+/// 200 records in groups of 3 over at least `segments` small segments: records, image, LSNs, segment bases.
+fn sealed_segments(segments: usize) -> (Vec<Vec<u8>>, Image, Vec<u64>, Vec<u64>) {
     let records = payloads(200, 6);
     let (image, lsns) = build(&records, 3, opts(4096));
     let bases: Vec<u64> = image.keys().copied().collect();
-    assert!(bases.len() >= 4);
+    assert!(bases.len() >= segments);
+    (records, image, lsns, bases)
+}
+
+#[test]
+fn damage_in_a_sealed_segment_is_corruption() {
+    let (records, image, lsns, bases) = sealed_segments(4);
     let sealed = bases[1];
     let in_sealed: Vec<usize> = (0..lsns.len()).filter(|&i| lsns[i] >= sealed && lsns[i] < bases[2]).collect();
     let last_in_sealed = *in_sealed.last().unwrap();
@@ -241,10 +247,7 @@ fn damage_in_a_sealed_segment_is_corruption() {
 fn the_earliest_of_two_damages_is_where_recovery_cuts() {
     // A bad record in one sealed segment and a bad header (or a missing segment) further on:
     // the record is the first damage, whatever the header check finds first.
-    let records = payloads(200, 6);
-    let (image, lsns) = build(&records, 3, opts(4096));
-    let bases: Vec<u64> = image.keys().copied().collect();
-    assert!(bases.len() >= 5);
+    let (records, image, lsns, bases) = sealed_segments(5);
     let target = (0..lsns.len()).find(|&i| lsns[i] > bases[1] && lsns[i] + 200 < bases[2]).unwrap();
     let pos = (lsns[target] - bases[1]) as usize + FRAME_HEADER - 1;
     for later in ["header", "missing"] {

@@ -61,8 +61,8 @@ export async function checkpoint(options: CheckpointOptions): Promise<number> {
   if (typeof lsn === 'number' && lsn > wal.nextLsn) throw invalidArg(`lsn ${lsn} is past the log's end (${wal.nextLsn}): a snapshot covers records already written`)
   // Checked in the checkpoints' write order: an earlier call's trim may have dropped more.
   const before = async () => {
-    if ('droppedEnd' in wal && wal.droppedEnd !== undefined) {
-      const dropped = wal.droppedEnd
+    const dropped = 'droppedEnd' in wal ? wal.droppedEnd : undefined
+    if (dropped !== undefined) {
       if (lsn < dropped) throw invalidArg(`the log already dropped records up to LSN ${dropped}, past lsn ${lsn}: a snapshot there would miss them`)
       return
     }

@@ -120,8 +120,8 @@ export class Subscriptions {
   /** Where clients reach the stream root now (see `SubscriptionsOptions.rootUrl`). */
   #root: string | undefined
   readonly #rootGiven: boolean
-  /** Where the server listens, when that is not where clients reach it (see `listeningAt`). */
-  #listening: string[] = []
+  /** Where the server listens, when that is not where clients reach it (see `servedAt`). */
+  #listening: string | undefined
   readonly #maxSubscriptions: number
   readonly #keys: SubscriptionKeys
   readonly #store: SubscriptionStore
@@ -175,7 +175,7 @@ export class Subscriptions {
    */
   servedAt(rootUrl: string, listenUrl: string): void {
     if (!this.#rootGiven) this.#root = withSlash(rootUrl)
-    this.#listening = [listenUrl]
+    this.#listening = listenUrl
   }
 
   /**
@@ -251,10 +251,11 @@ export class Subscriptions {
   async #createOrConfirm(id: string, body: unknown, root: string): Promise<SubscriptionResponse> {
     const config = parseSubscriptionConfig(body)
     if ('code' in config) return failure(400, config.code, config.message)
-    const local = config.webhook !== null && new URL(config.webhook.url).protocol === 'http:'
+    const hook = config.webhook === null ? undefined : new URL(config.webhook.url)
+    const local = hook?.protocol === 'http:'
     if (local && !this.#localWebhooks) return failure(400, 'WEBHOOK_URL_REJECTED', 'plain-http webhooks to this machine are turned off on this server; use https')
-    const self = config.webhook !== null && new URL(config.webhook.url).origin === new URL(root).origin
-    if (self || (local && [root, ...this.#listening].some((url) => sameServer(config.webhook!.url, url)))) {
+    const self = hook !== undefined && hook.origin === new URL(root).origin
+    if (self || (local && [root, this.#listening].some((url) => url !== undefined && sameServer(hook, url)))) {
       return failure(400, 'WEBHOOK_URL_REJECTED', 'webhook.url must not point at this server')
     }
     const hash = configHash(config)
@@ -631,7 +632,8 @@ export class Subscriptions {
   }
 
   #noteTail(name: string, tail: string, created: boolean): void {
-    if (created && this.#isWakeStream(name)) {
+    const wakeStream = this.#isWakeStream(name)
+    if (created && wakeStream) {
       // A wake stream created after its subscription's wake was issued: announce the wake now
       // (nothing else would, as later appends find a wake in flight).
       for (const live of this.#live.values()) {
@@ -647,7 +649,7 @@ export class Subscriptions {
       }
       if (!link) continue
       // A glob link made before the stream became a wake stream: it goes at the next save.
-      if (!link.explicit && this.#isWakeStream(name)) continue
+      if (!link.explicit && wakeStream) continue
       // A new stream under a linked name (deleted and created again; its offsets start over), or
       // a tail below the cursor (the same, seen late): deliver it from its start.
       // The reset is saved even when no wake follows (one is in flight): a restart could not
@@ -811,7 +813,7 @@ function fenced(): SubscriptionResponse {
   return failure(409, 'FENCED', 'the wake generation is stale')
 }
 
-/** Checks the body of a callback, ack or release; a message when it is malformed. */
+/** `url` ending in a slash. */
 function withSlash(url: string): string {
   return url.endsWith('/') ? url : `${url}/`
 }
@@ -820,13 +822,13 @@ function withSlash(url: string): string {
 const MAX_REMEMBERED_MISSES = 10_000
 
 /** Whether a plain-http webhook to this machine reaches the server at `rootUrl` (its port). */
-function sameServer(webhookUrl: string, rootUrl: string): boolean {
+function sameServer(hook: URL, rootUrl: string): boolean {
   const port = (u: URL) => u.port || (u.protocol === 'https:' ? '443' : '80')
-  const hook = new URL(webhookUrl)
   const root = new URL(rootUrl)
   return port(hook) === port(root)
 }
 
+/** Checks the body of a callback, ack or release; a message when it is malformed. */
 function parseAckRequest(body: unknown, withAcks: boolean): AckRequest | string {
   if (!isObject(body)) return 'the request body must be a JSON object'
   const acks: AckRequest['acks'] = []
