@@ -662,6 +662,21 @@ test('a linked stream deleted and created again with more data than the cursor i
   t.true(link.acked_offset < offset(0), `the cursor starts over (${link.acked_offset}), so all five new messages are pending`)
 })
 
+test('a copy of the signing key left by a crash during its first save is removed at open', async (t) => {
+  const dir = path.join(tmpDir(t), 'subs')
+  fs.mkdirSync(dir, { recursive: true })
+  const stray = path.join(dir, 'signing-key.json.tmp-0123456789abcdef')
+  fs.writeFileSync(stray, '{"version":1}', { mode: 0o600 })
+  const other = path.join(dir, 'notes.tmp-0123456789abcdef')
+  fs.writeFileSync(other, 'not ours')
+  const { subs } = await open(t, { dir })
+  t.false(fs.existsSync(stray))
+  t.true(fs.existsSync(other), 'only the key file\'s own temporaries are removed')
+  t.true(fs.existsSync(path.join(dir, 'signing-key.json')))
+  const kid = (await put(subs, 'hook', { type: 'webhook', streams: ['manual/x'], webhook: { url: 'https://worker.example/h' } })).json.webhook.signing.kid
+  t.regex(kid, /^ds_/)
+})
+
 test('a cursor started over for a re-created stream is saved even with a wake in flight, so a restart keeps it', async (t) => {
   const dir = path.join(tmpDir(t), 'subs')
   const streams = new FakeStreams()

@@ -6,6 +6,7 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto'
 import { open } from 'node:fs/promises'
 
+import { isTempName } from './directory-atomic-write.js'
 import type { FsDirectory } from './fs-directory.js'
 
 const KEY_FILE = 'signing-key.json'
@@ -44,8 +45,14 @@ export class SubscriptionKeys {
     this.publicJwk = { kty: 'OKP', crv: 'Ed25519', x, kid: thumbprintKid(x), use: 'sig', alg: 'EdDSA' }
   }
 
-  /** Loads the keys from `dir`, generating and durably saving them (mode 0600) the first time. */
+  /**
+   * Loads the keys from `dir`, generating and durably saving them (mode 0600) the first time.
+   * A copy left by a save that a crash interrupted is removed: it holds a secret nothing uses.
+   */
   static async open(dir: FsDirectory): Promise<SubscriptionKeys> {
+    for (const name of await dir.listDir('')) {
+      if (isTempName(name, KEY_FILE)) await dir.delete(name)
+    }
     if (await dir.exists(KEY_FILE)) {
       const file = JSON.parse((await dir.readFile(KEY_FILE)).toString('utf8')) as KeyFile
       if (file.version !== 1) throw new Error(`${KEY_FILE}: unknown version ${String(file.version)}`)
