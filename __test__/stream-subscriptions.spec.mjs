@@ -356,6 +356,66 @@ test('failed webhook deliveries are retried, across a restart, with status faile
   t.is((await get(subs, 'r')).json.status, 'active')
 })
 
+test('a delivered webhook wake is left to its lease across a restart, not delivered again', async (t) => {
+  const hook = await receiver(t) // 200 without done: the receiver is working on it
+  const dir = path.join(tmpDir(t), 'subs')
+  const streams = new FakeStreams()
+  let clock = 1_000_000_000_000
+  const now = () => clock
+  const first = await open(t, { dir, streams, now })
+  await put(first.subs, 'w', { type: 'webhook', pattern: 'events/*', webhook: { url: hook.url }, lease_ttl_ms: 60_000 })
+  streams.create('events/a', 'one')
+  await waitFor(() => hook.received.length === 1, 'the first delivery')
+  const saved = () => fs.readdirSync(path.join(dir, 'subscriptions')).some((f) => f.endsWith('.json') && fs.readFileSync(path.join(dir, 'subscriptions', f), 'utf8').includes('"delivered":true'))
+  await waitFor(saved, 'the delivery recorded')
+  await first.subs.close()
+
+  const second = await open(t, { dir, streams, now })
+  // A redelivery would be sent at once (its retry time is 0): give it every chance to show.
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  await second.subs.close()
+  t.is(hook.received.length, 1, 'the wake the receiver holds is not delivered again')
+
+  // Once the lease has run out, the pending work is woken again under a new generation.
+  clock += 61_000
+  await open(t, { dir, streams, now })
+  await waitFor(() => hook.received.length === 2, 'a wake after the lease')
+  t.is(hook.received[1].body.generation, hook.received[0].body.generation + 1)
+})
+
+test('a webhook wake whose delivery is not known to have arrived is delivered again after a restart', async (t) => {
+  // The receiver takes the first request but has not answered when the service closes.
+  const received = []
+  const held = []
+  const server = http.createServer((req, res) => {
+    const chunks = []
+    req.on('data', (c) => chunks.push(c))
+    req.on('end', () => {
+      received.push(JSON.parse(Buffer.concat(chunks).toString('utf8')))
+      if (received.length === 1) held.push(res)
+      else res.writeHead(200, { 'content-type': 'application/json' }).end('{"done":true}')
+    })
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    server.closeAllConnections()
+    server.close()
+  })
+  const url = `http://127.0.0.1:${server.address().port}/hook`
+  const dir = path.join(tmpDir(t), 'subs')
+  const streams = new FakeStreams()
+  const first = await open(t, { dir, streams })
+  await put(first.subs, 'w', { type: 'webhook', pattern: 'events/*', webhook: { url }, lease_ttl_ms: 60_000 })
+  streams.create('events/a', 'one')
+  await waitFor(() => held.length === 1, 'the first delivery')
+  await first.subs.close()
+  held[0].writeHead(200, { 'content-type': 'application/json' }).end('{}')
+
+  await open(t, { dir, streams })
+  await waitFor(() => received.length === 2, 'the redelivery')
+  t.is(received[1].wake_id, received[0].wake_id)
+})
+
 test('pull-wake: wake events, claim, ALREADY_CLAIMED, heartbeat, ack, release, FENCED', async (t) => {
   const { subs, streams } = await open(t)
   streams.create('wake/pool')

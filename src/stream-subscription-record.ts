@@ -29,6 +29,11 @@ export interface Wake {
   holder: string | null
   /** When the lease runs out (epoch ms), or `null` while no lease runs (unclaimed pull-wake). */
   lease_expires_at: number | null
+  /**
+   * A webhook's receiver has this wake (it answered a delivery with 2xx, or called back): a
+   * restart leaves it to its lease rather than delivering it again. Absent until then.
+   */
+  delivered?: true
 }
 
 /** The webhook retry schedule after failed delivery attempts (PROTOCOL.md section 7.1). */

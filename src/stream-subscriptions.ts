@@ -417,6 +417,7 @@ export class Subscriptions {
     }
     // Not done: a heartbeat that keeps the lease.
     wake.lease_expires_at = this.#now() + record.config.lease_ttl_ms
+    if (kind === 'callback') wake.delivered = true
     await this.#save(live)
     this.#armLease(live)
     return json(200, { ok: true, next_wake: false })
@@ -580,6 +581,7 @@ export class Subscriptions {
         return
       }
       record.retry = null
+      record.wake.delivered = true
       if (outcome.done) {
         // `{"done": true}` acks exactly what the notification reported.
         for (const s of sent.streams) {
@@ -696,10 +698,10 @@ export class Subscriptions {
       if (firstPending(record, this.#tailOf) !== undefined) await this.#wakeIfPending(live)
       return
     }
-    if (record.config.type === 'webhook') {
+    if (record.config.type === 'webhook' && !(wake.delivered && record.retry === null)) {
       // Whether the last attempt got through is unknown: deliver again, on the recorded schedule.
       this.#scheduleDelivery(live)
-    } else if (wake.holder === null) {
+    } else if (record.config.type === 'pull-wake' && wake.holder === null) {
       // The wake event may not have reached the wake stream before the restart; duplicates are harmless.
       this.#announce(live, wake)
     } else if (this.#leaseLapsed(live)) {
