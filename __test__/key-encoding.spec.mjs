@@ -73,6 +73,11 @@ test('10,000 random Unicode keys get distinct, reversible names', (t) => {
 
 test('decodeKey refuses names encodeKey never makes', (t) => {
   for (const name of ['', 'x', 'kA', 'k_0061', 'k_zz', 'k.tmp-0123456789abcdef', 'k_004']) t.is(decodeKey(name), undefined, name)
+  // A short name longer than encodeKey ever makes: that key is stored under its hashed name.
+  const long = 'k' + 'a'.repeat(MAX_ENCODED_NAME)
+  t.not(encodeKey('a'.repeat(MAX_ENCODED_NAME)), long)
+  t.is(decodeKey(long), undefined)
+  t.is(decodeKey('k' + 'a'.repeat(MAX_ENCODED_NAME - 1)), 'a'.repeat(MAX_ENCODED_NAME - 1))
 })
 
 test('a non-string key is ERR_INVALID_ARG', (t) => {

@@ -75,7 +75,8 @@ export function encodeKey(key: string): string {
  * ```
  */
 export function decodeKey(name: string): string | undefined {
-  if (!name.startsWith(SHORT_PREFIX)) return undefined
+  // A longer key is stored under its hashed name, never this one.
+  if (!name.startsWith(SHORT_PREFIX) || name.length > MAX_ENCODED_NAME) return undefined
   let out = ''
   for (let i = 1; i < name.length; ) {
     const ch = name[i]!
