@@ -293,3 +293,124 @@ test('after a restart on another port, webhook deliveries name the callback at t
   while (got.length === 0) await new Promise((r) => setTimeout(r, 20))
   t.is(got[0].callback_url, `${second.streamsUrl}__ds/subscriptions/a/callback`)
 })
+
+/** The `data` and `control` events of an SSE response, read until `until` says enough. */
+async function sseEvents(response, until) {
+  const reader = response.body.getReader()
+  const decoder = new TextDecoder()
+  let text = ''
+  const events = () =>
+    text
+      .split('\n\n')
+      .slice(0, -1)
+      .map((block) => {
+        const lines = block.split('\n')
+        const data = lines.filter((l) => l.startsWith('data:')).map((l) => l.slice(5).replace(/^ /, '')).join('\n')
+        return { type: lines[0].slice('event: '.length), data }
+      })
+  while (!until(events())) {
+    const { value, done } = await reader.read()
+    if (done) break
+    text += decoder.decode(value, { stream: true })
+  }
+  await reader.cancel()
+  return events()
+}
+
+test('live SSE sends text as whole characters when a UTF-8 character is split between appends', async (t) => {
+  const s = await server(t)
+  const url = s.streamsUrl + 'split'
+  await put(url, 'text/plain; charset=utf-8')
+  const response = await fetch(`${url}?offset=-1&live=sse`)
+  const post = (bytes) => fetch(url, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: Buffer.from(bytes) })
+  const first = await post([0x63, 0x61, 0x66, 0xc3]) // "caf" and the first byte of "é"
+  t.is(first.status, 204)
+  // Wait until the server has sent what it can of the first append before the second arrives.
+  const seen = []
+  const reading = sseEvents(response, (events) => {
+    seen.splice(0, seen.length, ...events)
+    return events.filter((e) => e.type === 'data').map((e) => e.data).join('') === 'café!'
+  })
+  while (!seen.some((e) => e.type === 'data')) await new Promise((resolve) => setTimeout(resolve, 10))
+  const control = seen.filter((e) => e.type === 'control').at(-1)
+  t.is(JSON.parse(control.data).streamNextOffset, '0000000000000000_0000000000000003', 'the next offset is where the unfinished character starts')
+  t.is((await post([0xa9, 0x21])).status, 204) // the second byte of "é", then "!"
+  const events = await reading
+  t.deepEqual(events.filter((e) => e.type === 'data').map((e) => e.data), ['caf', 'é!'])
+  t.false(events.some((e) => e.data.includes('\ufffd')))
+  // Resuming from the control event's offset reads the whole character.
+  const resumed = await fetch(`${url}?offset=0000000000000000_0000000000000003`)
+  t.is(await resumed.text(), 'é!')
+})
+
+test('a repeated fork PUT is answered 200 after the source grew or was deleted, 409 when it asks for another fork', async (t) => {
+  const s = await server(t)
+  const src = s.streamsUrl + 'src'
+  const path = new URL(src).pathname
+  t.is((await put(src, 'text/plain', 'abc')).status, 201)
+  const fork = (name, headers) => fetch(s.streamsUrl + name, { method: 'PUT', headers: { 'stream-forked-from': path, ...headers } })
+  t.is((await fork('f1', {})).status, 201)
+  t.is((await fetch(src, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'd' })).status, 204)
+  t.is((await fork('f1', {})).status, 200, 'no offset given: the fork is the one asked for')
+  const at = '0000000000000000_0000000000000002'
+  t.is((await fork('f2', { 'stream-fork-offset': at })).status, 201)
+  t.is((await fork('f2', { 'stream-fork-offset': '0000000000000000_0000000000000001' })).status, 409)
+  t.is((await fetch(src, { method: 'DELETE' })).status, 204)
+  t.is((await fork('f2', { 'stream-fork-offset': at })).status, 200, 'the source is deleted, the fork is the same')
+  t.is((await fork('f3', { 'stream-fork-offset': at })).status, 409, 'a new fork of a deleted source is refused')
+  t.is(await (await fetch(s.streamsUrl + 'f2?offset=-1')).text(), 'ab')
+})
+
+test('If-None-Match uses weak comparison: W/ tags, lists and * match', async (t) => {
+  const s = await server(t)
+  const url = s.streamsUrl + 'tagged'
+  await put(url, 'text/plain', 'x')
+  const etag = (await fetch(`${url}?offset=-1`)).headers.get('etag')
+  const withTag = (value) => fetch(`${url}?offset=-1`, { headers: { 'if-none-match': value } })
+  for (const value of [etag, `W/${etag}`, `"other", ${etag}`, `W/"other",W/${etag}`, '*']) t.is((await withTag(value)).status, 304, value)
+  for (const value of ['"other"', `W/"other"`, etag.slice(1, -1)]) t.is((await withTag(value)).status, 200, value)
+})
+
+test('a live response moves a cursor of any length forward', async (t) => {
+  const s = await server(t, { longPollTimeoutMs: 50 })
+  const url = s.streamsUrl + 'cursor'
+  await put(url, 'text/plain')
+  for (const cursor of ['1', '999999999999999', '9999999999999999', '123456789012345678901234567890']) {
+    const r = await fetch(`${url}?offset=now&live=long-poll&cursor=${cursor}`)
+    const next = BigInt(r.headers.get('stream-cursor'))
+    t.true(next > BigInt(cursor), `${cursor} -> ${next}`)
+  }
+})
+
+test('a Content-Type that is not a media type is 400, and creates nothing; a close-only POST ignores it', async (t) => {
+  const s = await server(t)
+  for (const type of ['', 'garbage', '; charset=utf-8', 'text/']) {
+    const url = s.streamsUrl + 'ct' + encodeURIComponent(type.length)
+    t.is((await put(url, type)).status, 400, JSON.stringify(type))
+    t.is((await fetch(url, { method: 'HEAD' })).status, 404)
+  }
+  const url = s.streamsUrl + 'ct-ok'
+  t.is((await put(url, 'text/plain; charset=utf-8')).status, 201)
+  t.is((await fetch(url, { method: 'POST', headers: { 'content-type': 'nonsense' }, body: 'x' })).status, 400)
+  t.is((await fetch(url, { method: 'POST', headers: { 'content-type': '' }, body: 'x' })).status, 400)
+  t.is((await fetch(url, { method: 'POST', headers: { 'content-type': 'nonsense', 'stream-closed': 'true' } })).status, 204)
+  t.is(await (await fetch(`${url}?offset=-1`)).text(), '')
+})
+
+test('Stream-Expires-At must name a real instant: no February 30th, no 24:00', async (t) => {
+  const s = await server(t)
+  const bad = ['2099-02-30T00:00:00Z', '2099-02-29T00:00:00Z', '2099-01-01T24:00:00Z', '2099-13-01T00:00:00Z', '2099-01-01T00:00:00+24:00', '2099-01-01']
+  for (const [i, at] of bad.entries()) t.is((await put(s.streamsUrl + `exp${i}`, 'text/plain', undefined, { 'stream-expires-at': at })).status, 400, at)
+  t.is((await put(s.streamsUrl + 'leap', 'text/plain', undefined, { 'stream-expires-at': '2096-02-29T23:59:59.5+01:00' })).status, 201)
+})
+
+test('a JSON array of millions of elements is stored as as many messages', async (t) => {
+  const s = await server(t)
+  const url = s.streamsUrl + 'many'
+  await put(url, 'application/json')
+  const n = 1_000_000
+  t.is((await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: `[ ${Array(n).fill('7').join(' , ')} ]` })).status, 204)
+  const messages = await (await fetch(`${url}?offset=-1`)).json()
+  t.is(messages.length, n)
+  t.true(messages.every((m) => m === 7))
+})

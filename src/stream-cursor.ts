@@ -10,7 +10,8 @@ const MAX_JITTER = 3600_000 / INTERVAL_MS
 
 /** The cursor for a live response, given the one the client echoed. */
 export function nextCursor(echoed: string | undefined, now = Date.now()): string {
-  const current = Math.floor((now - EPOCH) / INTERVAL_MS)
-  const previous = echoed !== undefined && /^\d{1,15}$/.test(echoed) ? Number(echoed) : -1
-  return String(previous >= current ? previous + randomInt(1, MAX_JITTER + 1) : current)
+  const current = BigInt(Math.floor((now - EPOCH) / INTERVAL_MS))
+  // Any length a client may echo back (one we moved ahead may pass 2^53): compared exactly.
+  const previous = echoed !== undefined && /^\d{1,64}$/.test(echoed) ? BigInt(echoed) : -1n
+  return String(previous >= current ? previous + BigInt(randomInt(1, MAX_JITTER + 1)) : current)
 }

@@ -2,13 +2,12 @@
 // message naming the header; nothing reaches the store unchecked.
 
 import type { IncomingHttpHeaders } from 'node:http'
+import { isRfc3339 } from './rfc3339.js'
 import { StreamError } from './stream-error.js'
 import { parseOffset, type OffsetRequest } from './stream-offset.js'
 import type { ProducerRequest } from './stream-store.js'
 
 const DECIMAL = /^(0|[1-9][0-9]*)$/
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/
-
 /** The single value of header `name`, or undefined. */
 export function header(headers: IncomingHttpHeaders, name: string): string | undefined {
   const v = headers[name]
@@ -27,6 +26,15 @@ function decimal(name: string, text: string): number {
   return n
 }
 
+/** `type/subtype`, each an RFC 9110 token, then any parameters. */
+const MEDIA_TYPE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+[ \t]*(;.*)?$/
+
+/** A `Content-Type` given with data: `INVALID_ARG` (400) unless it is a media type. */
+export function checkContentType(value: string | undefined): string | undefined {
+  if (value !== undefined && !MEDIA_TYPE.test(value.trim())) throw bad(`Content-Type ${JSON.stringify(value.slice(0, 128))} is not a media type`)
+  return value
+}
+
 /** `Stream-Closed` counts only when it is exactly `true` (any case). */
 export function closedHeader(headers: IncomingHttpHeaders): boolean {
   return header(headers, 'stream-closed')?.trim().toLowerCase() === 'true'
@@ -39,7 +47,7 @@ export function expiryHeaders(headers: IncomingHttpHeaders): { ttlSeconds?: numb
   if (ttl !== undefined && expiresAt !== undefined) throw bad('give Stream-TTL or Stream-Expires-At, not both')
   if (ttl !== undefined) return { ttlSeconds: decimal('Stream-TTL', ttl) }
   if (expiresAt !== undefined) {
-    if (!RFC3339.test(expiresAt) || Number.isNaN(Date.parse(expiresAt))) throw bad('Stream-Expires-At must be an RFC 3339 timestamp')
+    if (!isRfc3339(expiresAt)) throw bad('Stream-Expires-At must be an RFC 3339 timestamp')
     return { expiresAt }
   }
   return {}

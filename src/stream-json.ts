@@ -17,42 +17,81 @@ export function isJsonType(mediaType: string): boolean {
  * refused on append (`allowEmpty` false) and means "no messages" on create.
  */
 export function jsonMessages(body: Buffer, allowEmpty: boolean): Buffer {
-  let value: unknown
-  try {
-    value = JSON.parse(UTF8.decode(body)) // fatal: invalid UTF-8 is not JSON (the bytes are stored as sent)
-  } catch {
-    throw new StreamError('INVALID_ARG', 'body is not valid JSON (in UTF-8)')
+  if (!isJsonArray(body)) {
+    const [a, b] = trim(body, 0, body.length)
+    return withComma(body, a, b)
   }
-  const parts = Array.isArray(value) ? arrayElements(body) : [trim(body, 0, body.length)]
-  if (parts.length === 0 && !allowEmpty) throw new StreamError('INVALID_ARG', 'an empty JSON array appends nothing')
-  const out = Buffer.allocUnsafe(parts.reduce((n, [a, b]) => n + b - a + 1, 0))
-  let at = 0
-  for (const [a, b] of parts) {
-    at += body.copy(out, at, a, b)
-    out[at++] = COMMA
-  }
-  return out
-}
-
-/** Byte ranges of the elements of the (valid) top-level JSON array in `text`. */
-function arrayElements(text: Buffer): Array<[number, number]> {
-  const [open, close] = trim(text, 0, text.length) // valid JSON: `[` ... `]`
-  const parts: Array<[number, number]> = []
-  let from = open + 1
-  for (const comma of commasAt(text, 1, 0, close)) {
-    parts.push(trim(text, from, comma))
-    from = comma + 1
-  }
-  const [a, b] = trim(text, from, close - 1)
-  if (b > a) parts.push([a, b])
-  return parts
+  const [open, close] = trim(body, 0, body.length) // valid JSON: `[` ... `]`
+  const out = Buffer.allocUnsafe(body.length) // the messages never take more than the array did
+  const size = copyElements(body, open + 1, close - 1, out)
+  if (size === 0 && !allowEmpty) throw new StreamError('INVALID_ARG', 'an empty JSON array appends nothing')
+  return size === out.length ? out : Buffer.from(out.subarray(0, size))
 }
 
 /**
- * Positions of the commas in `text[from, to)` that sit `depth` levels inside arrays and objects,
- * outside strings: the separators between JSON values at that level.
+ * Copy the elements of the valid JSON array body `text[from, to)` into `out`, each trimmed and
+ * followed by a comma, in one pass with nothing kept per element (a 4-million-element body had
+ * cost 300 MB of ranges and 4 million calls to copy). Returns the bytes written.
  */
-function* commasAt(text: Buffer, depth: number, from: number, to: number): Generator<number> {
+function copyElements(text: Buffer, from: number, to: number, out: Buffer): number {
+  let at = 0
+  let end = 0 // where the element being copied ends, without trailing whitespace
+  let level = 0
+  let inString = false
+  let leading = true // skipping whitespace before an element
+  for (let i = from; i < to; i++) {
+    const c = text[i]!
+    if (inString) {
+      out[at++] = c
+      if (c === 0x5c) out[at++] = text[++i]! // backslash: copy the escaped character
+      else if (c === 0x22) inString = false
+      end = at
+      continue
+    }
+    if (c === COMMA && level === 0) {
+      out[end] = COMMA
+      at = end = end + 1
+      leading = true
+      continue
+    }
+    if (isSpace(c)) {
+      if (!leading) out[at++] = c
+      continue
+    }
+    leading = false
+    out[at++] = c
+    end = at
+    if (c === 0x22) inString = true
+    else if (c === 0x5b || c === 0x7b) level++
+    else if (c === 0x5d || c === 0x7d) level--
+  }
+  if (end > 0 && !leading) out[end++] = COMMA // the last element (none in `[]`)
+  return end
+}
+
+/** Whether `body` is valid JSON whose value is an array; `INVALID_ARG` if it is not JSON. */
+function isJsonArray(body: Buffer): boolean {
+  // The parsed value is dropped on return: only the bytes are stored.
+  try {
+    return Array.isArray(JSON.parse(UTF8.decode(body))) // fatal: invalid UTF-8 is not JSON (the bytes are stored as sent)
+  } catch {
+    throw new StreamError('INVALID_ARG', 'body is not valid JSON (in UTF-8)')
+  }
+}
+
+function withComma(text: Buffer, a: number, b: number): Buffer {
+  const out = Buffer.allocUnsafe(b - a + 1)
+  text.copy(out, 0, a, b)
+  out[b - a] = COMMA
+  return out
+}
+
+/**
+ * Calls `visit` with the position of each comma in `text[from, to)` that sits `depth` levels
+ * inside arrays and objects (counted from `from`), outside strings: the separators between JSON
+ * values at that level. Stops when `visit` returns true.
+ */
+function scanCommas(text: Buffer, depth: number, from: number, to: number, visit: (comma: number) => boolean | void): void {
   let level = 0
   let inString = false
   for (let i = from; i < to; i++) {
@@ -63,14 +102,17 @@ function* commasAt(text: Buffer, depth: number, from: number, to: number): Gener
     } else if (c === 0x22) inString = true
     else if (c === 0x5b || c === 0x7b) level++
     else if (c === 0x5d || c === 0x7d) level--
-    else if (c === COMMA && level === depth) yield i
+    else if (c === COMMA && level === depth && visit(i) === true) return
   }
 }
 
+function isSpace(c: number): boolean {
+  return c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d
+}
+
 function trim(text: Buffer, a: number, b: number): [number, number] {
-  const space = (c: number) => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d
-  while (a < b && space(text[a]!)) a++
-  while (b > a && space(text[b - 1]!)) b--
+  while (a < b && isSpace(text[a]!)) a++
+  while (b > a && isSpace(text[b - 1]!)) b--
   return [a, b]
 }
 
@@ -90,13 +132,19 @@ export function jsonArray(stored: Buffer): Buffer {
  */
 export function messagesLength(stored: Buffer, count: number): number | undefined {
   if (count === 0) return 0
-  for (const comma of commasAt(stored, 0, 0, stored.length)) if (--count === 0) return comma + 1
-  return undefined
+  let length: number | undefined
+  scanCommas(stored, 0, 0, stored.length, (comma) => {
+    if (--count > 0) return false
+    length = comma + 1
+    return true
+  })
+  return length
 }
 
 /** True if `offset` (inside `stored`) falls between two messages: one pass, up to `offset`. */
 export function isMessageBoundary(stored: Buffer, offset: number): boolean {
   if (offset === 0 || offset === stored.length) return true
-  for (const comma of commasAt(stored, 0, 0, offset)) if (comma + 1 === offset) return true
-  return false
+  let boundary = false
+  scanCommas(stored, 0, 0, offset, (comma) => (boundary = comma + 1 === offset))
+  return boundary
 }

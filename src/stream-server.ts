@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { SturdyError } from './errors.js'
 import { StreamError } from './stream-error.js'
 import { StreamStore, type ReadResult, type StreamInfo, type StreamStoreOptions } from './stream-store.js'
-import { closedHeader, expiryHeaders, forkHeaders, header, producerHeaders, readQuery, type ReadQuery } from './stream-headers.js'
+import { checkContentType, closedHeader, expiryHeaders, forkHeaders, header, producerHeaders, readQuery, type ReadQuery } from './stream-headers.js'
 import { nextCursor } from './stream-cursor.js'
 import { jsonArray } from './stream-json.js'
 import { serveSse } from './stream-sse.js'
@@ -316,7 +316,7 @@ async function handle(ctx: Context, req: IncomingMessage, res: ServerResponse): 
 async function create(ctx: Context, name: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const expiry = expiryHeaders(req.headers)
   const fork = forkHeaders(req.headers)
-  const contentType = header(req.headers, 'content-type')
+  const contentType = checkContentType(header(req.headers, 'content-type'))
   let forkFrom: string | undefined
   if (fork.from !== undefined) {
     const path = fork.from.startsWith(ctx.root) ? fork.from.slice(ctx.root.length) : undefined
@@ -344,6 +344,8 @@ async function append(ctx: Context, name: string, req: IncomingMessage, res: Ser
   const seq = header(req.headers, 'stream-seq')
   const contentType = header(req.headers, 'content-type')
   const data = await body(ctx, req)
+  // A close-only request is never refused for its Content-Type (PROTOCOL.md section 5.2).
+  if (data.length > 0) checkContentType(contentType)
   const r = await ctx.store.append(name, data, {
     close,
     ...(contentType !== undefined ? { contentType } : {}),
@@ -377,7 +379,7 @@ async function read(ctx: Context, name: string, url: URL, req: IncomingMessage, 
     return
   }
   const etag = etagOf(r)
-  if (header(req.headers, 'if-none-match') === etag) {
+  if (etagMatches(header(req.headers, 'if-none-match'), etag)) {
     res.writeHead(304, { ETag: etag, 'Stream-Next-Offset': r.nextOffset }).end()
     return
   }
@@ -436,6 +438,17 @@ function readHeaders(r: ReadResult): Record<string, string> {
 /** Varies with the range served and with closure, so a cached tail never hides EOF. */
 function etagOf(r: ReadResult): string {
   return `"${r.uid}:${r.startOffset}:${r.nextOffset}${r.closed ? ':c' : ''}"`
+}
+
+/**
+ * `If-None-Match` by weak comparison (RFC 9110 section 13.1.2): `*`, or a list of tags, any of
+ * them `W/` (proxies that compress weaken the tags they pass on).
+ */
+function etagMatches(ifNoneMatch: string | undefined, etag: string): boolean {
+  if (ifNoneMatch === undefined) return false
+  if (ifNoneMatch.trim() === '*') return true
+  for (const [, tag] of ifNoneMatch.matchAll(/(?:W\/)?("[^"]*")/g)) if (tag === etag) return true
+  return false
 }
 
 /** Read the request body, refusing more than `maxBodyBytes` (413). */

@@ -7,7 +7,7 @@ import type { StreamStore } from './stream-store.js'
 import type { ReadQuery } from './stream-headers.js'
 import { nextCursor } from './stream-cursor.js'
 import { jsonArray } from './stream-json.js'
-import { parsePosition } from './stream-offset.js'
+import { formatOffset, parsePosition } from './stream-offset.js'
 import { mediaTypeOf } from './stream-state.js'
 
 const LINE_BREAK = /\r\n|\r|\n/
@@ -45,12 +45,16 @@ export async function serveSse(
         break // deleted or expired meanwhile: end the response
       }
       if (r.uid !== info.uid) break // deleted and created again meanwhile: another stream
-      if (r.data.length > 0) {
-        await send(res, dataEvent(r.json ? jsonArray(r.data) : r.data, base64))
-        position = parsePosition(r.nextOffset)
+      const end = parsePosition(r.nextOffset)
+      // Text goes out as whole characters: a character split between two appends would
+      // otherwise reach live readers as two U+FFFD. Its start is the next offset to read from.
+      const data = base64 || r.json || r.closed ? r.data : r.data.subarray(0, wholeUtf8Length(r.data))
+      if (data.length > 0) {
+        await send(res, dataEvent(r.json ? jsonArray(data) : data, base64))
+        position = end - (r.data.length - data.length)
       }
-      if (r.data.length > 0 || first || r.closed) {
-        const control: Record<string, unknown> = { streamNextOffset: r.nextOffset }
+      if (data.length > 0 || first || r.closed) {
+        const control: Record<string, unknown> = { streamNextOffset: formatOffset(position) }
         if (!r.closed) control.streamCursor = cursor = nextCursor(cursor)
         if (r.upToDate) control.upToDate = true
         if (r.closed) control.streamClosed = true
@@ -59,7 +63,8 @@ export async function serveSse(
       if (r.closed) break
       if (!r.upToDate) continue
       try {
-        await store.wait(name, position, options.maxMs, abort.signal)
+        // From the end of what was read: a held-back part of a character needs more bytes.
+        await store.wait(name, end, options.maxMs, abort.signal)
       } catch {
         break
       }
@@ -83,6 +88,20 @@ function dataEvent(payload: Buffer, base64: boolean): string {
   let out = 'event: data\n'
   for (const line of lines) out += line.startsWith(' ') ? `data: ${line}\n` : `data:${line}\n`
   return out + '\n'
+}
+
+/**
+ * The length of `bytes` without an unfinished UTF-8 sequence at its end (at most 3 bytes are
+ * held back; anything else, valid or not, is left to the decoder).
+ */
+export function wholeUtf8Length(bytes: Uint8Array): number {
+  for (let i = bytes.length - 1; i >= 0 && i >= bytes.length - 3; i--) {
+    const b = bytes[i]!
+    if ((b & 0xc0) === 0x80) continue // a continuation byte: its lead is further back
+    const needs = b >= 0xf8 ? 1 : b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1
+    return i + needs > bytes.length ? i : bytes.length
+  }
+  return bytes.length
 }
 
 /** Write, waiting for the socket to drain when its buffer is full. */

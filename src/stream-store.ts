@@ -10,6 +10,7 @@ import { Wal } from './wal.js'
 import { SturdyError } from './errors.js'
 import type { SimulatedDisk } from './simulated-disk.js'
 import { StreamError } from './stream-error.js'
+import { isRfc3339 } from './rfc3339.js'
 import type { StreamEvents } from './stream-events.js'
 import { formatOffset, parsePosition, type OffsetRequest } from './stream-offset.js'
 import { jsonMessages, messagesLength } from './stream-json.js'
@@ -353,7 +354,8 @@ export class StreamStore implements StreamEvents {
     let source: Stream | undefined
     let forkAt: number | undefined
     if (options.forkFrom !== undefined) {
-      ;({ source, forkAt } = this.#forkPoint(options, now))
+      const live = existing !== undefined && existing.deleted === 'no' ? existing : undefined
+      ;({ source, forkAt } = (live && this.#sameForkPoint(live, options)) || this.#forkPoint(options, now))
     } else if (options.forkOffset !== undefined || options.forkSubOffset !== undefined) {
       throw new StreamError('INVALID_ARG', 'a fork offset needs a fork source')
     }
@@ -723,7 +725,7 @@ export class StreamStore implements StreamEvents {
     if (ttlSeconds !== undefined && (!Number.isSafeInteger(ttlSeconds) || ttlSeconds < 0)) {
       throw new StreamError('INVALID_ARG', 'TTL must be a non-negative integer number of seconds')
     }
-    if (expiresAt !== undefined && Number.isNaN(Date.parse(expiresAt))) throw new StreamError('INVALID_ARG', 'expiry must be an RFC 3339 time')
+    if (expiresAt !== undefined && !(typeof expiresAt === 'string' && isRfc3339(expiresAt))) throw new StreamError('INVALID_ARG', 'expiry must be an RFC 3339 time')
     const config: StreamConfig = { type: options.contentType ?? source?.config.type ?? DEFAULT_TYPE }
     if (ttlSeconds !== undefined) config.ttl = ttlSeconds
     else if (expiresAt !== undefined) config.expiresAt = expiresAt
@@ -742,6 +744,35 @@ export class StreamStore implements StreamEvents {
     // The fork's record goes to its own shard: the source's creation (or deletion) must be
     // durable first, or a crash could keep the fork without its source.
     if (source.deleting || !source.durable) throw new Unsettled(source)
+    return { source, forkAt: this.#forkPosition(source, options) }
+  }
+
+  /**
+   * The fork point of `existing` when the request names its source and divergence point again
+   * (a retried PUT), which must be answered 200 whatever became of the source since: appended
+   * to, deleted, or trimmed by retention (PROTOCOL.md section 4.2). An omitted offset, or `now`,
+   * matches any, as in the reference server. `undefined` when the request asks for another fork.
+   */
+  #sameForkPoint(existing: Stream, options: CreateOptions): { source: Stream; forkAt: number } | undefined {
+    const source = existing.source
+    const at = existing.config.fork?.at
+    if (source === undefined || at === undefined || this.#byName.get(options.forkFrom!) !== source) return undefined
+    const text = options.forkOffset
+    const sub = options.forkSubOffset ?? 0
+    let asked: number | undefined
+    try {
+      if ((text === undefined || text === 'now') && sub === 0) asked = at
+      // A position needs no look at the source, whose data retention may have dropped since.
+      else if (text !== undefined && text !== 'now' && text !== '-1' && sub === 0) asked = parsePosition(text)
+      else asked = this.#forkPosition(source, options)
+    } catch {
+      return undefined // malformed or not resolvable now: answered as a new fork request is
+    }
+    return asked === at ? { source, forkAt: at } : undefined
+  }
+
+  /** Where a fork of `source` diverges, from the request's offset and sub-offset. */
+  #forkPosition(source: Stream, options: CreateOptions): number {
     // The oldest position readers can see; `-1` names it (for a fork, not where its own data begins).
     const floor = source.acceptedStart > source.base ? source.acceptedStart : retainedStart(source)
     const text = options.forkOffset
@@ -760,7 +791,7 @@ export class StreamStore implements StreamEvents {
       if (length === undefined) throw new StreamError('INVALID_ARG', 'fork sub-offset passes the next data boundary')
       at += length
     }
-    return { source, forkAt: at }
+    return at
   }
 
   #collectRange(s: Stream, from: number, limit: number, maxBytes: number, out: Buffer[]): number {
