@@ -73,10 +73,12 @@ export interface WalOptions {
   directWrites?: boolean | 'auto'
   /**
    * Cap on bytes handed to the disk and not yet durable (default 64 MiB). When producers outrun
-   * the disk, the next group keeps gathering instead of queueing behind it, so memory stays
-   * bounded for producers that await their appends (appends you do not await still hold their
-   * copied bytes until they are written). One `appendBatch` call may go past it: its records are
-   * copied before it returns either way, so it hands them all to the disk as it stages them.
+   * the disk, their appends gather into groups of at most the cap, each handed over once the
+   * bytes in flight leave room for it, so memory stays bounded for producers that await their
+   * appends (appends you do not await still hold their copied bytes until they are written).
+   * A single record larger than the cap goes alone. One `appendBatch` call may go past it: its
+   * records are copied before it returns either way, so it hands them to the disk in slices of
+   * 8 MiB as it stages them.
    */
   maxPendingBytes?: number
   /**
@@ -212,6 +214,11 @@ export class Wal {
   readonly #native: NativeWal
   readonly #maxRecordBytes: number
   #group: Group | undefined
+  /**
+   * Groups that reached the cap on bytes in flight while earlier ones were being written: each
+   * goes to the committer whole, in order, once the bytes in flight leave room for it.
+   */
+  readonly #held: Group[] = []
   readonly #pool = new BufferPool()
   #lastGroupSize = 0
   #closed = false
@@ -315,7 +322,7 @@ export class Wal {
     let group: Group
     try {
       const len = this.#measure(data)
-      group = this.#gather()
+      group = this.#gather(FRAME_HEADER + len)
       offset = group.add(data, len)
     } catch (e) {
       return Promise.reject(e)
@@ -340,7 +347,7 @@ export class Wal {
       const lens = new Float64Array(records.length)
       let total = 0
       for (let i = 0; i < records.length; i++) total += (lens[i] = this.#measure(records[i])) + FRAME_HEADER
-      let group = this.#gather(Math.min(total, BATCH_SLICE))
+      let group = this.#gather(Math.min(total, BATCH_SLICE), Math.min(total, BATCH_SLICE))
       slices.push({ group, first: 0 })
       for (let i = 0; i < records.length; i++) {
         if (group.size >= BATCH_SLICE) {
@@ -348,7 +355,7 @@ export class Wal {
           // slice the committer has is one it can write while the rest is staged.
           this.#flush(true)
           total -= group.size
-          group = this.#gather(Math.min(total, BATCH_SLICE))
+          group = this.#gather(0, Math.min(total, BATCH_SLICE))
           slices.push({ group, first: i })
         }
         offsets[i] = group.add(records[i], lens[i])
@@ -399,7 +406,7 @@ export class Wal {
     let total = 0
     for (let k = 0; k < lengths.length; k++) total += this.#checkLength(lengths[k]) + FRAME_HEADER
     if (total > MAX_WRITTEN) throw invalidArg(`records written in one call may take at most ${MAX_WRITTEN} bytes, framed; got ${total}`)
-    const group = this.#gather(total)
+    const group = this.#gather(total, total)
     group.addWritten(writer, lengths, total, offsets)
     const done = group.done.then((anchors) => lsnsAt(anchors, offsets))
     this.#flushIfLarge(group)
@@ -488,6 +495,7 @@ export class Wal {
    * entry's `data` is a view into its chunk.
    */
   async *entries(options: { from?: number; chunkBytes?: number } = {}): AsyncIterableIterator<WalEntry> {
+    if (options === null || typeof options !== 'object') throw invalidArg('entries takes an options object')
     let next = options.from === undefined ? 0 : checkLsn('from', options.from)
     const chunkBytes = options.chunkBytes ?? 1 << 20
     if (!Number.isSafeInteger(chunkBytes) || chunkBytes <= 0 || chunkBytes > 0xffffffff) {
@@ -565,11 +573,15 @@ export class Wal {
     }
   }
 
-  /** Synchronous {@link Wal.close}. */
+  /**
+   * Synchronous {@link Wal.close}. After a `close()` still in progress it blocks until that
+   * close has released the log.
+   */
   closeSync(): void {
-    if (this.#closed) return
-    this.#flush(true)
-    this.#closed = true
+    if (!this.#closed) {
+      this.#flush(true)
+      this.#closed = true
+    }
     try {
       this.#native.closeSync()
     } catch (e) {
@@ -600,9 +612,21 @@ export class Wal {
     return len
   }
 
-  /** The group gathering this turn's appends; the first append of a turn schedules its flush. */
-  #gather(expected = 0): Group {
+  /**
+   * The group to stage `need` more bytes in: the one gathering this turn's appends, unless it
+   * has not gone to the committer and those bytes would take it past the cap on bytes in
+   * flight; then it is held, whole, and a new one starts. `expected` sizes a new group's first
+   * buffer. The first append of a group schedules its flush.
+   */
+  #gather(need: number, expected = 0): Group {
     this.#checkOpen()
+    const current = this.#group
+    if (current !== undefined && current.size > 0 && current.size + need > this.#maxPendingBytes) {
+      this.#group = undefined
+      current.seal()
+      this.#held.push(current)
+      this.#flush()
+    }
     if (this.#group === undefined) {
       this.#group = new Group(this.#pool, Math.max(expected, this.#lastGroupSize))
       queueMicrotask(() => this.#flush())
@@ -615,23 +639,32 @@ export class Wal {
   }
 
   /**
-   * Hand the gathered group to the committer: one native call, one promise. Unless `force`d
-   * (an operation that must follow every earlier append), a group that would push the bytes in
-   * flight past the cap keeps gathering until earlier groups are durable.
+   * Hand the held groups, then the gathering one, to the committer, in order: one native call
+   * and one promise each. Unless `force`d (an operation that must follow every earlier append),
+   * a group that would push the bytes in flight past the cap waits until earlier groups are
+   * durable (one alone may pass it: a record or batch slice larger than the cap).
    */
   #flush(force = false): void {
+    const fits = (group: Group) => force || this.#pendingBytes === 0 || this.#pendingBytes + group.size <= this.#maxPendingBytes
+    while (this.#held.length > 0) {
+      if (!fits(this.#held[0]!)) return
+      this.#commit(this.#held.shift()!)
+    }
     const group = this.#group
-    if (group === undefined) return
-    const size = group.size
-    if (!force && this.#pendingBytes > 0 && this.#pendingBytes + size > this.#maxPendingBytes) return
+    if (group === undefined || !fits(group)) return
     this.#group = undefined
     group.seal()
-    this.#lastGroupSize = Math.min(size, 4 << 20)
+    this.#lastGroupSize = Math.min(group.size, 4 << 20)
+    this.#commit(group)
+  }
+
+  #commit(group: Group): void {
+    const size = group.size
     this.#pendingBytes += size
     const settled = (anchors: Float64Array | undefined, err?: unknown) => {
       this.#pendingBytes -= size
       group.settle(anchors, err)
-      if (this.#group !== undefined && !this.#closed) this.#flush()
+      if (!this.#closed) this.#flush()
     }
     try {
       this.#native.commit(group.chunks).then(
