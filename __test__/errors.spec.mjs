@@ -150,6 +150,9 @@ test('read, readSync, truncateFrom, truncateBefore and entries reject bad LSNs',
     const it = wal.entries({ chunkBytes })
     await t.throwsAsync(it.next(), { instanceOf: SturdyError, code: 'ERR_INVALID_ARG' }, `entries({chunkBytes: ${String(chunkBytes)}})`)
   }
+  for (const options of [null, 5, 'from']) {
+    await t.throwsAsync(wal.entries(options).next(), { instanceOf: SturdyError, code: 'ERR_INVALID_ARG' }, `entries(${String(options)})`)
+  }
   const last = expected[expected.length - 1]
   t.is(wal.nextLsn, last.lsn + 8 + Buffer.byteLength(last.data), 'nothing was written')
   await wal.close()

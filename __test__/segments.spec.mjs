@@ -422,3 +422,22 @@ test('truncateFrom and truncateBefore together, then reopen', async (t) => {
   await wal.close()
   t.false(fs.existsSync(`${dir}/${segName(0)}`))
 })
+
+// Serial: it counts the process's descriptors, which concurrent tests would open too.
+test.serial('a log of many segments keeps a bounded number of files open, and reopens', async (t) => {
+  if (!fs.existsSync('/proc/self/fd')) return t.pass('no /proc/self/fd to count descriptors with')
+  const open = () => fs.readdirSync('/proc/self/fd').length
+  const dir = tmpDir(t)
+  for (const directWrites of [false, true]) {
+    const before = open()
+    const wal = await Wal.open(dir, { segmentBytes: 4096, directWrites })
+    for (let i = 0; i < 150; i++) await wal.appendBatch([Buffer.alloc(1500, i), Buffer.alloc(1500, i)])
+    let n = 0
+    for await (const _ of wal.entries()) n++
+    t.true(fs.readdirSync(dir).length > 150 * (directWrites ? 2 : 1), 'one segment per batch')
+    // 64 of each kind at most, and a few for the lock and the directory.
+    t.true(open() - before <= 2 * 64 + 8, `${open() - before} descriptors open for ${fs.readdirSync(dir).length} segments`)
+    await wal.close()
+    t.is(n, 300 * (directWrites ? 2 : 1))
+  }
+})

@@ -367,6 +367,21 @@ test('closing twice, in any mix of close and closeSync, is fine', async (t) => {
   await t.notThrowsAsync(w2.close())
 })
 
+test('closeSync during a close() in progress returns once the log is released', async (t) => {
+  const dir = tmpDir(t)
+  const wal = Wal.openSync(dir)
+  const appends = Array.from({ length: 1000 }, (_, i) => wal.append(Buffer.alloc(1000, i)))
+  const closing = wal.close()
+  wal.closeSync()
+  // Released: another handle may open the log at once, and finds every append.
+  const again = Wal.openSync(dir)
+  const lsns = await Promise.all(appends)
+  t.is(again.nextLsn > lsns.at(-1), true)
+  t.deepEqual([...again.readSync(lsns.at(-1))].slice(0, 2), [999 & 255, 999 & 255])
+  again.closeSync()
+  await closing
+})
+
 test('a record given as parts is laid end to end; a part that is not bytes is refused', async (t) => {
   const wal = await Wal.open(tmpDir(t))
   const lsn = await wal.append([Buffer.from('head:'), Buffer.from('body'), new Uint8Array(0)])

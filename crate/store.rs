@@ -167,7 +167,9 @@ impl FileStore {
         if self.removals.load(Ordering::SeqCst) != removals || self.lock.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
             return Ok(file);
         }
-        Ok(files.entry(base).or_insert(file).clone())
+        let file = files.entry(base).or_insert(file).clone();
+        keep_bounded(&mut files);
+        Ok(file)
     }
 
     /// `cached` for the page-cache descriptors, opening with `open`.
@@ -222,6 +224,19 @@ impl FileStore {
     }
 }
 
+/// Descriptors kept open per kind (page-cache and direct): a log of thousands of segments
+/// must not hold a descriptor for each, or it runs out of them (and cannot even be reopened).
+const MAX_OPEN_SEGMENTS: usize = 64;
+
+/// Close the descriptors of the oldest segments past `MAX_OPEN_SEGMENTS`. The newest, which the
+/// committer writes and syncs, stay: a barrier goes through the descriptor the writes did. A
+/// reader holding one of the others keeps it open until it is done; the next use opens it again.
+fn keep_bounded(files: &mut BTreeMap<u64, Arc<File>>) {
+    while files.len() > MAX_OPEN_SEGMENTS {
+        files.pop_first();
+    }
+}
+
 fn seg_err(what: &str, base: u64, e: std::io::Error) -> WalError {
     WalError::io(&format!("{what} segment {}", file_name(base)), e)
 }
@@ -257,7 +272,9 @@ impl Store for FileStore {
         platform::durable_sync(&file).map_err(|e| seg_err("syncing new", base, e))?;
         fs::rename(&tmp, self.dir.join(&name)).map_err(|e| seg_err("naming new", base, e))?;
         self.sync_dir()?;
-        self.files.write().unwrap_or_else(|p| p.into_inner()).insert(base, Arc::new(file));
+        let mut files = self.files.write().unwrap_or_else(|p| p.into_inner());
+        files.insert(base, Arc::new(file));
+        keep_bounded(&mut files);
         Ok(())
     }
 

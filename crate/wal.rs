@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, SendError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crate::committer::{self, Command, Done};
 use crate::error::{Code, Result, WalError};
@@ -14,6 +14,9 @@ use crate::store::{FileStore, Store};
 pub struct Wal {
     pub log: Arc<Log>,
     tx: Mutex<Option<Sender<Command>>>,
+    /// Set once a close has released the log: a later close waits for it rather than returning
+    /// while the first is still sealing and releasing.
+    released: Arc<(Mutex<bool>, Condvar)>,
 }
 
 fn closed() -> WalError {
@@ -26,7 +29,7 @@ impl Wal {
         let log = Log::open(store, opts)?;
         // A read-only log has no writer: no committer, nothing prepared ahead.
         let tx = if read_only { None } else { Some(committer::spawn(log.clone())?) };
-        Ok(Wal { log, tx: Mutex::new(tx) })
+        Ok(Wal { log, tx: Mutex::new(tx), released: Arc::new((Mutex::new(false), Condvar::new())) })
     }
 
     pub fn open_dir(dir: &Path, opts: Options) -> Result<Wal> {
@@ -94,16 +97,35 @@ impl Wal {
     /// Stop the committer after everything queued, and release the store. Idempotent.
     pub fn close_with(&self, done: Done<()>) {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let released = self.released.clone();
+        let mark = move || {
+            *released.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+            released.1.notify_all();
+        };
         match tx {
             Some(tx) => {
+                let done: Done<()> = Box::new(move |r| {
+                    mark();
+                    done(r)
+                });
                 if let Err(SendError(Command::Close(done))) = tx.send(Command::Close(done)) {
                     done(Ok(()));
                 }
             }
-            None => {
-                // No committer to stop (read-only, or closed already): release the store here.
+            None if self.log.opts.read_only => {
+                // No committer to stop: release the store here.
                 self.log.mark_closed();
                 self.log.store.close();
+                mark();
+                done(Ok(()))
+            }
+            None => {
+                // Closed by an earlier call: answer once that close has released the log.
+                let (flag, cv) = &*self.released;
+                let mut guard = flag.lock().unwrap_or_else(|p| p.into_inner());
+                while !*guard {
+                    guard = cv.wait(guard).unwrap_or_else(|p| p.into_inner());
+                }
                 done(Ok(()))
             }
         }
