@@ -78,3 +78,29 @@ test('a crash while a large batch is being written keeps a prefix of it, in orde
   t.log(`outcomes: ${[...shapes].join(', ')}`)
   t.true(shapes.has('prefix'), 'some crash fell between slices')
 })
+
+// Serial: it makes Buffer.allocUnsafe fail for the whole worker while it runs.
+test.serial('a batch that cannot be staged in memory is ERR_NO_MEMORY and writes none of its slices', async (t) => {
+  const dir = tmpDir(t)
+  const wal = await Wal.open(dir)
+  const kept = await wal.append('before')
+  const allocUnsafe = Buffer.allocUnsafe
+  let calls = 0
+  // The third staging buffer cannot be had: by then two 6 MiB slices were staged.
+  Buffer.allocUnsafe = (size) => {
+    if (size >= 6 << 20 && ++calls === 3) throw new RangeError('Array buffer allocation failed')
+    return allocUnsafe.call(Buffer, size)
+  }
+  try {
+    await t.throwsAsync(wal.appendBatch([1, 2, 3].map((i) => Buffer.alloc(6 << 20, i))), { instanceOf: SturdyError, code: 'ERR_NO_MEMORY' })
+  } finally {
+    Buffer.allocUnsafe = allocUnsafe
+  }
+  const after = await wal.append('after')
+  await wal.close()
+  const reopened = await Wal.open(dir)
+  const stored = []
+  for await (const { lsn, data } of reopened.entries()) stored.push([lsn, data.length > 16 ? data.length : data.toString()])
+  await reopened.close()
+  t.deepEqual(stored, [[kept, 'before'], [after, 'after']])
+})

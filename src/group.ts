@@ -48,6 +48,18 @@ export class BufferPool {
     }
   }
 
+  /** One buffer of each size, or none: if one cannot be had, those taken go back. */
+  takeAll(sizes: readonly number[]): Buffer[] {
+    const taken: Buffer[] = []
+    try {
+      for (const size of sizes) taken.push(this.take(size))
+    } catch (e) {
+      for (const b of taken) this.give(b)
+      throw e
+    }
+    return taken
+  }
+
   give(buf: Buffer): void {
     if (buf.length > POOLED_MAX) return
     if (this.#free.length >= POOL_SLOTS) {
@@ -77,9 +89,10 @@ export class Group {
   #resolve!: (anchors: Float64Array) => void
   #reject!: (err: unknown) => void
 
-  constructor(pool: BufferPool, firstChunk: number) {
+  /** `first`: the size of the first staging buffer to take, or the buffer itself. */
+  constructor(pool: BufferPool, first: number | Buffer) {
     this.#pool = pool
-    this.#cur = pool.take(firstChunk)
+    this.#cur = typeof first === 'number' ? pool.take(first) : first
     this.#backing.push(this.#cur)
     this.done = new Promise((resolve, reject) => {
       this.#resolve = resolve
@@ -130,6 +143,11 @@ export class Group {
       at += FRAME_HEADER + len
     }
     this.#used = at
+  }
+
+  /** Make room for `bytes` more, so that adding that much takes no further allocation. */
+  reserve(bytes: number): void {
+    this.#room(bytes)
   }
 
   /** The current buffer, with room for `need` more bytes (a fresh one if it has not). */

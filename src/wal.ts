@@ -194,6 +194,25 @@ const BATCH_SLICE = 8 << 20
 export const MAX_WRITTEN = Math.min(constants.MAX_LENGTH, 1 << 30)
 
 /**
+ * The framed bytes of each slice `appendBatch` stages records of lengths `lens` in, the first
+ * slice joining a group already `start` bytes long: a slice is closed once it holds
+ * `BATCH_SLICE` bytes.
+ */
+function sliceSizes(start: number, lens: Float64Array): number[] {
+  const sizes = [0]
+  let size = start
+  for (const len of lens) {
+    if (size >= BATCH_SLICE) {
+      sizes.push(0)
+      size = 0
+    }
+    sizes[sizes.length - 1]! += FRAME_HEADER + len
+    size += FRAME_HEADER + len
+  }
+  return sizes
+}
+
+/**
  * A durable, append-only write-ahead log.
  *
  * Every promise from `append`/`appendBatch` resolves only once the record is on stable storage
@@ -348,14 +367,18 @@ export class Wal {
       let total = 0
       for (let i = 0; i < records.length; i++) total += (lens[i] = this.#measure(records[i])) + FRAME_HEADER
       let group = this.#gather(Math.min(total, BATCH_SLICE), Math.min(total, BATCH_SLICE))
+      // Memory for the whole batch is taken before any of it is staged: running out part-way
+      // would leave slices already handed to the disk that the caller never learns of.
+      const sizes = sliceSizes(group.size, lens)
+      group.reserve(sizes[0]!)
+      const buffers = this.#pool.takeAll(sizes.slice(1))
       slices.push({ group, first: 0 })
       for (let i = 0; i < records.length; i++) {
         if (group.size >= BATCH_SLICE) {
           // Past the cap on bytes in flight too: this call holds its copies either way, and a
           // slice the committer has is one it can write while the rest is staged.
           this.#flush(true)
-          total -= group.size
-          group = this.#gather(0, Math.min(total, BATCH_SLICE))
+          group = this.#gather(0, buffers[slices.length - 1])
           slices.push({ group, first: i })
         }
         offsets[i] = group.add(records[i], lens[i])
@@ -618,7 +641,7 @@ export class Wal {
    * flight; then it is held, whole, and a new one starts. `expected` sizes a new group's first
    * buffer. The first append of a group schedules its flush.
    */
-  #gather(need: number, expected = 0): Group {
+  #gather(need: number, expected: number | Buffer = 0): Group {
     this.#checkOpen()
     const current = this.#group
     if (current !== undefined && current.size > 0 && current.size + need > this.#maxPendingBytes) {
@@ -628,7 +651,7 @@ export class Wal {
       this.#flush()
     }
     if (this.#group === undefined) {
-      this.#group = new Group(this.#pool, Math.max(expected, this.#lastGroupSize))
+      this.#group = new Group(this.#pool, typeof expected === 'number' ? Math.max(expected, this.#lastGroupSize) : expected)
       queueMicrotask(() => this.#flush())
     }
     return this.#group
