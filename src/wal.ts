@@ -84,8 +84,8 @@ export interface WalOptions {
   /**
    * Open without writing anything (default false): a shared lock (other readers may open it, a
    * writer may not), no segment prepared, and damage — a torn tail included — reported in
-   * {@link Wal.recovery} or as `ERR_CORRUPT` but left in place. Appends and truncations reject
-   * with `ERR_INVALID_ARG`. For inspection tools and backups.
+   * {@link Wal.recovery} or as `ERR_CORRUPT` but left in place. Appends, syncs and truncations
+   * reject with `ERR_INVALID_ARG`. For inspection tools and backups.
    */
   readOnly?: boolean
   /**
@@ -543,8 +543,8 @@ export class Wal {
 
   /**
    * Drop the record at `lsn` and every record after it, durably (for example a conflicting
-   * suffix). `lsn` must be a record's LSN or {@link Wal.nextLsn}. Later appends continue from
-   * `lsn`.
+   * suffix). `lsn` must be a record's LSN or {@link Wal.nextLsn}. Later appends get LSNs past
+   * `lsn` (the log's next commit marker comes first).
    */
   async truncateFrom(lsn: number): Promise<void> {
     this.#checkOpen()
