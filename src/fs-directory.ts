@@ -371,31 +371,72 @@ function isWithin(root: string, real: string): boolean {
 }
 
 /**
+ * Directories made here, by absolute path for the whole process, whose entry in their parent is
+ * not known to be durable yet: the sync of the parent is still running, or it failed. A
+ * directory that exists is not durable for that alone; whoever needs one of these waits for its
+ * sync, or runs it again if it failed. An entry goes once a sync succeeds.
+ */
+const unsyncedDirs = new Map<string, Promise<void>>()
+
+/**
  * Create `absolute` and its missing parents, syncing each new directory's parent so the new
  * entries survive a power loss (a durable file in a directory whose own entry was lost would be
- * lost with it). Directories that already exist cost one `stat`.
+ * lost with it). Directories that already exist cost one `stat`, unless their parent's sync is
+ * still running or failed (see `unsyncedDirs`).
  */
 export async function makeDirsDurably(absolute: string, shown: string): Promise<void> {
-  const missing: string[] = []
+  const todo: string[] = []
   for (let dir = absolute; ; ) {
+    let exists = false
     try {
       if (!(await stat(dir)).isDirectory()) throw ioError('ENOTDIR', shown, 'creating a directory at')
-      break
+      exists = true
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw fromFs(e, shown, 'creating a directory at')
     }
-    missing.push(dir)
+    if (exists && !unsyncedDirs.has(dir)) break
+    todo.push(dir)
     const parent = nodePath.dirname(dir)
     if (parent === dir) break
     dir = parent
   }
-  for (const dir of missing.reverse()) {
+  for (const dir of todo.reverse()) {
     try {
       await mkdir(dir)
     } catch (e) {
-      // Someone else made it meanwhile: it still needs its entry made durable below.
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fromFs(e, shown, 'creating a directory at')
+      await joinEntrySync(dir)
+      continue
     }
-    await native(syncDir(nodePath.dirname(dir)))
+    await syncEntry(dir)
   }
+}
+
+/** Make the entry of `dir`, just created, durable by syncing its parent. */
+async function syncEntry(dir: string): Promise<void> {
+  const sync = native(syncDir(nodePath.dirname(dir)))
+  unsyncedDirs.set(dir, sync)
+  // A failure leaves the entry: the next caller that needs `dir` syncs again.
+  await sync
+  if (unsyncedDirs.get(dir) === sync) unsyncedDirs.delete(dir)
+}
+
+/**
+ * `dir` was there when we went to create it: wait for the sync of its entry if one is running,
+ * and sync it ourselves if that failed or there is none (another process may have made it).
+ */
+async function joinEntrySync(dir: string): Promise<void> {
+  for (let running = unsyncedDirs.get(dir); running !== undefined; ) {
+    try {
+      await running
+      return
+    } catch {
+      // Failed: run it again below, unless another caller already is (or has, successfully).
+    }
+    const now = unsyncedDirs.get(dir)
+    if (now === undefined) return
+    if (now === running) break
+    running = now
+  }
+  await syncEntry(dir)
 }

@@ -1,0 +1,68 @@
+// FsDirectory under real OS failures: system calls made to fail (or stall) with strace, and a
+// read-only file. Each case runs in a child process; the strace cases are skipped where strace
+// is missing or cannot trace.
+import { execFile, spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { promisify } from 'node:util'
+
+import test from 'ava'
+
+import { tmpDir } from './helpers.mjs'
+
+const DIST = pathToFileURL(path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'index.mjs')).href
+const STRACE = spawnSync('strace', ['-qq', '-o', '/dev/null', 'true']).status === 0
+const straceTest = STRACE ? test : test.skip
+
+/**
+ * Run `body` (the inside of an async function given `dir`, an FsDirectory on `root`, and
+ * `outcome`, which turns a promise into 'ok' or its error code) in a child process, under
+ * `strace` with `straceArgs` if given. Returns what the body returns.
+ */
+async function child(root, body, { straceArgs, uid } = {}) {
+  const script = `
+    import { FsDirectory } from ${JSON.stringify(DIST)}
+    const root = process.argv[1]
+    const outcome = (p) => p.then(() => 'ok', (e) => e.code ?? String(e))
+    const dir = await FsDirectory.open(root)
+    const result = await (async () => { ${body} })()
+    process.stdout.write(JSON.stringify(result))`
+  const node = [process.execPath, '--input-type=module', '-e', script, root]
+  const [file, ...args] = straceArgs ? ['strace', '-f', '-qq', '-o', '/dev/null', ...straceArgs, ...node] : node
+  const { stdout } = await promisify(execFile)(file, args, { uid, gid: uid })
+  return JSON.parse(stdout)
+}
+
+straceTest('a directory whose parent sync failed is synced again before a file in it is called durable', async (t) => {
+  const root = tmpDir(t)
+  // Every sync of the root fails: d's entry never becomes durable.
+  const got = await child(
+    root,
+    `const put = async () => { const w = await dir.createFile('d/x'); await w.append('precious'); await w.close(); await dir.syncParentDir('d/x') }
+     return [await outcome(put()), await outcome(put())]`,
+    { straceArgs: ['-e', 'trace=fdatasync', '-e', 'inject=fdatasync:error=EIO', '-P', root] },
+  )
+  // Before, the second attempt found d there and took it as durable.
+  t.deepEqual(got, ['ERR_IO', 'ERR_IO'])
+})
+
+straceTest('a directory whose parent sync is still running is not taken as durable', async (t) => {
+  const root = tmpDir(t)
+  // The root's syncs stall, then fail; a second writer comes while the first sync stalls.
+  const got = await child(
+    root,
+    `const fs = await import('node:fs')
+     let firstDone = false
+     const first = outcome(dir.createFile('d/x')).finally(() => { firstDone = true })
+     while (!fs.existsSync(root + '/d')) await new Promise((r) => setTimeout(r, 5))
+     const overlapped = !firstDone
+     const second = outcome((async () => { const w = await dir.createFile('d/y'); await w.append('precious'); await w.close(); await dir.syncParentDir('d/y') })())
+     return { first: await first, second: await second, overlapped }`,
+    { straceArgs: ['-e', 'trace=fdatasync', '-e', 'inject=fdatasync:error=EIO:delay_enter=1000000', '-P', root] },
+  )
+  if (!got.overlapped) t.log('the second writer came after the first sync had failed')
+  // Before, the second writer found d there and was told its file was durable.
+  t.deepEqual([got.first, got.second], ['ERR_IO', 'ERR_IO'])
+})
+
