@@ -66,3 +66,12 @@ straceTest('a directory whose parent sync is still running is not taken as durab
   t.deepEqual([got.first, got.second], ['ERR_IO', 'ERR_IO'])
 })
 
+straceTest('a durable write whose directory sync fails after the rename leaves the new content, as documented', async (t) => {
+  const root = tmpDir(t)
+  fs.writeFileSync(path.join(root, 'cfg.json'), 'OLD')
+  const got = await child(root, `return { write: await outcome(dir.atomicWriteDurable('cfg.json', 'NEW')), names: await dir.listDir('') }`, {
+    straceArgs: ['-e', 'trace=fdatasync', '-e', 'inject=fdatasync:error=EIO', '-P', root],
+  })
+  t.deepEqual(got, { write: 'ERR_IO', names: ['cfg.json'] })
+  t.is(fs.readFileSync(path.join(root, 'cfg.json'), 'utf8'), 'NEW')
+})

@@ -140,21 +140,32 @@ export interface Directory {
   atomicWrite(path: string, data: FileData): Promise<void>
   /** The file system path of `path`, or `undefined` where there is none (memory). No I/O. */
   filePath(path: string): string | undefined
-  /** Make a file's data durable with the platform's barrier. */
+  /**
+   * Make a file's data durable with the platform's barrier. On a file system it opens the file
+   * anew, so on Linux it cannot see a write-back error already reported to another descriptor,
+   * such as a writer's: make a writer's data durable with {@link FileWriter.sync}.
+   */
   syncFile(path: string): Promise<void>
   /**
    * Make the directory entries of `path`'s parent durable: a create, rename or delete of
    * `path` survives a power loss only after this. `path` itself need not exist.
    */
   syncParentDir(path: string): Promise<void>
-  /** {@link Directory.atomicRename}, then make both parents' entries durable before resolving. */
+  /**
+   * {@link Directory.atomicRename}, then make both parents' entries durable before resolving.
+   * If syncing a directory fails, the call rejects with the rename done: readers see the new
+   * names, but a power loss may still undo the rename.
+   */
   atomicRenameDurable(from: string, to: string): Promise<void>
   /**
    * Replace the content of `path` with `data`, atomically and durably: write a uniquely named
    * temporary file beside it, make it durable, rename it over `path`, and make the directory
-   * entry durable. On failure the temporary file is removed and `path` keeps its old content.
-   * Once this resolves the new content survives a power loss; if the power fails before, the
-   * file holds the old or the new content, never neither and never a mix.
+   * entry durable. Once this resolves the new content survives a power loss; if the power fails
+   * before, the file holds the old or the new content, never neither and never a mix.
+   *
+   * On failure the temporary file is removed. A failure before the rename leaves `path` with
+   * its old content. A failure after it (syncing the directory) leaves the new content in
+   * `path`, not durable: a power loss may still bring the old content back.
    */
   atomicWriteDurable(path: string, data: FileData): Promise<void>
 }
