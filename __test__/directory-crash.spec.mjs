@@ -121,6 +121,16 @@ for (const [title, from, to] of [
   })
 }
 
+test('the temporary of an atomic write of a long name fits in 255 bytes and starts with the name', async (t) => {
+  const name = 'k'.repeat(250)
+  const seen = await crashEverywhere(t, async (seed) => new MemoryDirectory({ seed }), (dir) => dir.atomicWriteDurable(name, NEW), async (dir) => {
+    const temps = (await dir.listDir('')).filter((n) => n !== name)
+    if (temps.some((n) => !/\.tmp-[0-9a-f]{16}$/.test(n) || !n.startsWith(name.slice(0, 200)) || Buffer.byteLength(n) > 255)) return t.log(`temporaries ${temps}`)
+    return temps.length > 0 ? 'leftover' : 'clean'
+  })
+  t.true(seen.leftover > 0)
+})
+
 test('the model punishes a rename without a data barrier first: the file comes back empty', async (t) => {
   const dir = new MemoryDirectory({ seed: 5 })
   await dir.atomicWriteDurable('f', OLD)

@@ -191,6 +191,19 @@ both('createDirAll creates nested directories, is idempotent, refuses to go thro
   await rejects(t, dir.createDirAll('f/g'), 'ERR_IO', ENOTDIR)
 })
 
+for (const op of ['atomicWrite', 'atomicWriteDurable']) {
+  both(`${op} takes every name createFile takes, up to 255 bytes`, async (t, dir) => {
+    const names = ['n'.repeat(255), 'é'.repeat(127), '😀'.repeat(63)]
+    for (const name of names) {
+      await put(dir, name, 'created')
+      // Before, FsDirectory failed here: the temporary name was 21 bytes longer.
+      await dir[op](name, 'replaced')
+      t.is(await text(dir, name), 'replaced')
+    }
+    t.deepEqual(await dir.listDir(''), [...names].sort())
+  })
+}
+
 both('listDir is sorted, lists files and directories, and empty for a missing directory', async (t, dir) => {
   for (const n of ['b', 'a', 'C', 'b2', 'a.tmp']) await put(dir, n, n)
   await dir.createDirAll('dir')

@@ -5,15 +5,45 @@ import { checkPath, pathKey } from './directory-path.js'
 import type { Directory, FileData } from './directory.js'
 
 const TEMP_MARK = '.tmp-'
+/**
+ * The longest name file systems take: 255 bytes of UTF-8 on Linux and macOS, 255 UTF-16 units
+ * on Windows (a name never has more of those than of UTF-8 bytes).
+ */
+const MAX_NAME_BYTES = 255
+/** What the temporary mark and its 16 hex digits add to a name. */
+const SUFFIX_BYTES = TEMP_MARK.length + 16
 
-/** A fresh temporary name beside `path` (same directory, so the rename stays on one volume). */
+/**
+ * A fresh temporary name beside `name`: the name, cut to fit if it is long, then the mark and
+ * 16 random hex digits. The random digits make it unique; the start of `name` lets cleanup
+ * tell whose temporary it is (see {@link isTempName}).
+ */
+export function tempNameFor(name: string): string {
+  return `${startFitting(name, MAX_NAME_BYTES - SUFFIX_BYTES)}${TEMP_MARK}${randomBytes(8).toString('hex')}`
+}
+
+/** A fresh temporary path beside `path` (same directory, so the rename stays on one volume). */
 export function tempPathFor(path: string): string {
-  return `${path}${TEMP_MARK}${randomBytes(8).toString('hex')}`
+  const at = path.lastIndexOf('/') + 1
+  return path.slice(0, at) + tempNameFor(path.slice(at))
+}
+
+/** The longest start of `name`, in whole characters, that takes at most `max` bytes of UTF-8. */
+function startFitting(name: string, max: number): string {
+  let bytes = 0
+  let end = 0
+  for (const char of name) {
+    bytes += Buffer.byteLength(char)
+    if (bytes > max) break
+    end += char.length
+  }
+  return name.slice(0, end)
 }
 
 /**
- * Whether a directory entry is a temporary file left by an interrupted atomic write of a file
- * whose name starts with `prefix`.
+ * Whether a directory entry is a temporary left by an interrupted atomic write of a name that
+ * starts with `prefix`. A temporary keeps the first 234 bytes of a longer name, so `prefix`
+ * must not be longer than that.
  *
  * @example
  * ```ts
