@@ -66,6 +66,20 @@ straceTest('a directory whose parent sync is still running is not taken as durab
   t.deepEqual([got.first, got.second], ['ERR_IO', 'ERR_IO'])
 })
 
+straceTest('deleting a directory whose removal fails leaves the rest under a temporary name, not its own', async (t) => {
+  const root = tmpDir(t)
+  fs.mkdirSync(path.join(root, 'tree', 'sub'), { recursive: true })
+  for (const f of ['a', 'b', 'sub/c']) fs.writeFileSync(path.join(root, 'tree', f), f)
+  const got = await child(root, `return { deleted: await outcome(dir.delete('tree')), exists: await dir.exists('tree'), names: await dir.listDir('') }`, {
+    straceArgs: ['-e', 'trace=unlink', '-e', 'inject=unlink:error=EIO:when=1'],
+  })
+  t.is(got.deleted, 'ERR_IO')
+  // Before, the tree stayed under its name with some of its files gone.
+  t.false(got.exists)
+  t.is(got.names.length, 1)
+  t.regex(got.names[0], /^tree\.tmp-[0-9a-f]{16}$/)
+})
+
 straceTest('a durable write whose directory sync fails after the rename leaves the new content, as documented', async (t) => {
   const root = tmpDir(t)
   fs.writeFileSync(path.join(root, 'cfg.json'), 'OLD')

@@ -41,9 +41,9 @@ function startFitting(name: string, max: number): string {
 }
 
 /**
- * Whether a directory entry is a temporary left by an interrupted atomic write of a name that
- * starts with `prefix`. A temporary keeps the first 234 bytes of a longer name, so `prefix`
- * must not be longer than that.
+ * Whether a directory entry is a temporary left by an interrupted atomic write (or directory
+ * delete, see {@link Directory.delete}) of a name that starts with `prefix`. A temporary keeps
+ * the first 234 bytes of a longer name, so `prefix` must not be longer than that.
  *
  * @example
  * ```ts

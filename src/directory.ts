@@ -111,7 +111,13 @@ export interface Directory {
   readFile(path: string): Promise<Buffer>
   /** Whether a file or directory exists at `path`. */
   exists(path: string): Promise<boolean>
-  /** Delete a file, or a directory with everything in it. A missing path is not an error. */
+  /**
+   * Delete a file, or a directory with everything in it, in one step: a directory is first
+   * renamed to a temporary name beside it (`<name>.tmp-<16 hex digits>`, as an atomic write's
+   * temporary file is named), then removed. If the removal fails (the call rejects) or is cut short by a power loss, what
+   * is left of it is under that name, never under `path`. A missing path is not an error. Not
+   * durable on its own: after a power loss `path` may be back, whole.
+   */
   delete(path: string): Promise<void>
   /**
    * Rename `from` to `to` in one step, replacing a file at `to`; readers see the old or the

@@ -3,7 +3,7 @@ import { mkdir, open, readdir, realpath as realpathNative, rename, rm, lstat, st
 import nodePath from 'node:path'
 import { promisify } from 'node:util'
 
-import { atomicWriteVia } from './directory-atomic-write.js'
+import { atomicWriteVia, tempNameFor } from './directory-atomic-write.js'
 import { checkRange, type FileData } from './directory-data.js'
 import { fromFs, ioError } from './directory-errors.js'
 import { checkPath, invalidPath, type PathNames } from './directory-path.js'
@@ -221,11 +221,23 @@ export class FsDirectory implements Directory {
 
   async delete(path: string): Promise<void> {
     const absolute = await this.#resolve(path)
+    let doomed = absolute
     try {
-      await rm(absolute, { recursive: true, force: true })
+      // A directory is renamed away first, so that its name goes in one step as a file's does:
+      // a removal that fails or is cut short leaves its rest under a temporary name, not `path`.
+      if ((await lstat(absolute)).isDirectory()) {
+        doomed = nodePath.join(nodePath.dirname(absolute), tempNameFor(nodePath.basename(absolute)))
+        await rename(absolute, doomed)
+      }
     } catch (e) {
-      // A parent that is a file: there is nothing to delete, as on the memory backend.
-      if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') return
+      // Missing, or a parent that is a file: there is nothing to delete, as on the memory backend.
+      const code = (e as NodeJS.ErrnoException).code
+      if (code === 'ENOENT' || code === 'ENOTDIR') return
+      throw fromFs(e, path, 'deleting')
+    }
+    try {
+      await rm(doomed, { recursive: true, force: true })
+    } catch (e) {
       throw fromFs(e, path, 'deleting')
     }
   }

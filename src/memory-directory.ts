@@ -1,4 +1,4 @@
-import { atomicWriteVia, type AtomicWriteSteps } from './directory-atomic-write.js'
+import { atomicWriteVia, tempPathFor, type AtomicWriteSteps } from './directory-atomic-write.js'
 import { checkRange, type FileData } from './directory-data.js'
 import { ioError, notFound, type DirectoryErrno } from './directory-errors.js'
 import { checkPath, pathKey } from './directory-path.js'
@@ -108,7 +108,14 @@ export class MemoryDirectory implements Directory {
 
   async delete(path: string): Promise<void> {
     const key = pathKey(checkPath(path))
-    if (this.#lookup(key).entry !== undefined) this.#storage.change({ kind: 'remove', key })
+    const { entry } = this.#lookup(key)
+    if (entry?.kind === 'file') this.#storage.change({ kind: 'remove', key })
+    if (entry?.kind !== 'dir') return
+    // As FsDirectory does: rename the directory away, then remove it, so that a power loss
+    // between the two leaves it under a temporary name.
+    const doomed = tempPathFor(key)
+    this.#storage.change({ kind: 'rename', from: key, to: doomed })
+    this.#storage.change({ kind: 'remove', key: doomed })
   }
 
   async atomicRename(from: string, to: string): Promise<void> {
