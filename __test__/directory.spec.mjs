@@ -120,6 +120,29 @@ both('openFile reads ranges and sees later writes', async (t, dir) => {
   await r.close()
 })
 
+both('read: a length past the end reads to the end; a bad range is ERR_INVALID_ARG', async (t, dir) => {
+  await put(dir, 'r', 'hello')
+  const r = await dir.openFile('r')
+  // Before, FsDirectory threw a RangeError here (it allocated the whole length first).
+  t.is((await r.read(0, 2 ** 33)).toString(), 'hello')
+  t.is((await r.read(3, Number.MAX_SAFE_INTEGER)).toString(), 'lo')
+  t.is((await r.read(2 ** 40, 10)).length, 0)
+  for (const [position, length] of [[0, -1], [0, 1.5], [0, 2 ** 53], [Number.NaN, 1], [0, '5'], [-1, 0]]) {
+    await rejects(t, r.read(position, length), 'ERR_INVALID_ARG')
+  }
+  await r.close()
+})
+
+both('a closed reader refuses to read with ERR_CLOSED', async (t, dir) => {
+  await put(dir, 'r', 'hello')
+  const r = await dir.openFile('r')
+  await r.close()
+  await rejects(t, r.read(0, 5), 'ERR_CLOSED')
+  await rejects(t, r.size(), 'ERR_CLOSED')
+  await rejects(t, r.readAll(), 'ERR_CLOSED')
+  await r.close()
+})
+
 both('openFile and readFile: missing is ERR_NOT_FOUND, a directory EISDIR', async (t, dir) => {
   await rejects(t, dir.openFile('nope'), 'ERR_NOT_FOUND')
   await rejects(t, dir.readFile('no/such/file'), 'ERR_NOT_FOUND')

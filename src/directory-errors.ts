@@ -15,6 +15,11 @@ export function ioError(name: DirectoryErrno, path: string, doing: string): Stur
   return new SturdyError('ERR_IO', `${doing} ${JSON.stringify(path)}: ${name}`, { errno: constants.errno[name] })
 }
 
+/** `ERR_CLOSED` for a reader used after `close()`. */
+export function readerClosed(path: string): SturdyError {
+  return new SturdyError('ERR_CLOSED', `the reader of ${JSON.stringify(path)} is closed`)
+}
+
 /**
  * Turn an error from `node:fs` into a `SturdyError`: a missing file is `ERR_NOT_FOUND`, any
  * other OS error `ERR_IO` with its (positive) errno.

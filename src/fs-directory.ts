@@ -1,3 +1,4 @@
+import { constants as bufferConstants } from 'node:buffer'
 import { realpath as realpathInJs } from 'node:fs'
 import { mkdir, open, readdir, realpath as realpathNative, rename, rm, lstat, stat, type FileHandle } from 'node:fs/promises'
 import nodePath from 'node:path'
@@ -5,13 +6,15 @@ import { promisify } from 'node:util'
 
 import { atomicWriteVia, tempNameFor } from './directory-atomic-write.js'
 import { checkRange, type FileData } from './directory-data.js'
-import { fromFs, ioError } from './directory-errors.js'
+import { fromFs, ioError, readerClosed } from './directory-errors.js'
 import { checkPath, invalidPath, type PathNames } from './directory-path.js'
 import { PolicyWriter, type WriterSink } from './directory-writer.js'
 import type { Directory, FileReader, FileWriter, WriterOptions } from './directory.js'
 import { fromNative, invalidArg } from './errors.js'
 import { checkFlushPolicy } from './flush-policy.js'
 import { renameDurable, syncDir, syncFile } from './native.js'
+
+const { MAX_LENGTH } = bufferConstants
 
 /** Run a native durability call, turning its JSON error into a `SturdyError`. */
 async function native(call: Promise<void>): Promise<void> {
@@ -71,6 +74,7 @@ class FsFileReader implements FileReader {
   ) {}
 
   async size(): Promise<number> {
+    this.#checkOpen()
     try {
       return (await this.handle.stat()).size
     } catch (e) {
@@ -80,18 +84,8 @@ class FsFileReader implements FileReader {
 
   async read(position: number, length: number): Promise<Buffer> {
     checkRange(position, length)
-    const out = Buffer.allocUnsafe(length)
-    let got = 0
-    try {
-      while (got < length) {
-        const { bytesRead } = await this.handle.read(out, got, length - got, position + got)
-        if (bytesRead === 0) break
-        got += bytesRead
-      }
-    } catch (e) {
-      throw fromFs(e, this.path, 'reading')
-    }
-    return out.subarray(0, got)
+    // No more than the file holds: a huge `length` must not be allocated up front.
+    return this.#readAt(position, Math.min(length, Math.max(0, (await this.size()) - position)))
   }
 
   async readAll(): Promise<Buffer> {
@@ -99,7 +93,7 @@ class FsFileReader implements FileReader {
     let at = 0
     // Read to the end even if the file grows while we read.
     for (let want = Math.max(await this.size(), 1); ; want = 64 * 1024) {
-      const part = await this.read(at, want)
+      const part = await this.#readAt(at, want)
       if (part.length === 0) break
       parts.push(part)
       at += part.length
@@ -115,6 +109,28 @@ class FsFileReader implements FileReader {
     } catch (e) {
       throw fromFs(e, this.path, 'closing')
     }
+  }
+
+  /** Up to `length` bytes from `position`, into a buffer of `length`. */
+  async #readAt(position: number, length: number): Promise<Buffer> {
+    this.#checkOpen()
+    if (length > MAX_LENGTH) throw invalidArg(`cannot read ${length} bytes of ${JSON.stringify(this.path)} into one Buffer (at most ${MAX_LENGTH})`)
+    const out = Buffer.allocUnsafe(length)
+    let got = 0
+    try {
+      while (got < length) {
+        const { bytesRead } = await this.handle.read(out, got, length - got, position + got)
+        if (bytesRead === 0) break
+        got += bytesRead
+      }
+    } catch (e) {
+      throw fromFs(e, this.path, 'reading')
+    }
+    return out.subarray(0, got)
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw readerClosed(this.path)
   }
 }
 

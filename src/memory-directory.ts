@@ -1,6 +1,6 @@
 import { atomicWriteVia, tempPathFor, type AtomicWriteSteps } from './directory-atomic-write.js'
 import { checkRange, type FileData } from './directory-data.js'
-import { ioError, notFound, type DirectoryErrno } from './directory-errors.js'
+import { ioError, notFound, readerClosed, type DirectoryErrno } from './directory-errors.js'
 import { checkPath, pathKey } from './directory-path.js'
 import { PolicyWriter, type WriterSink } from './directory-writer.js'
 import type { Directory, FileReader, FileWriter, WriterOptions } from './directory.js'
@@ -294,6 +294,7 @@ class MemoryWriterSink implements WriterSink {
 
 class MemoryFileReader implements FileReader {
   readonly #generation: number
+  #closed = false
 
   constructor(
     readonly path: string,
@@ -319,9 +320,12 @@ class MemoryFileReader implements FileReader {
     return Buffer.from(this.inode.view())
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.#closed = true
+  }
 
   #alive(): void {
+    if (this.#closed) throw readerClosed(this.path)
     if (this.storage.generation !== this.#generation) throw powerLost()
   }
 }
