@@ -89,3 +89,15 @@ straceTest('a durable write whose directory sync fails after the rename leaves t
   t.deepEqual(got, { write: 'ERR_IO', names: ['cfg.json'] })
   t.is(fs.readFileSync(path.join(root, 'cfg.json'), 'utf8'), 'NEW')
 })
+
+const unixTest = process.platform === 'win32' ? test.skip : test
+
+unixTest('syncFile syncs a read-only file', async (t) => {
+  const root = tmpDir(t)
+  fs.writeFileSync(path.join(root, 'ro.dat'), 'x', { mode: 0o444 })
+  // Root may open any file for writing: run as nobody then, so that the mode counts.
+  const uid = process.getuid?.() === 0 ? 65534 : undefined
+  if (uid !== undefined) fs.chownSync(root, uid, uid)
+  // Before, the file was opened for writing: EACCES (ERR_IO).
+  t.deepEqual(await child(root, `return [await outcome(dir.syncFile('ro.dat')), (await dir.readFile('ro.dat')).toString()]`, { uid }), ['ok', 'x'])
+})

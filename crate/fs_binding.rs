@@ -1,7 +1,7 @@
 //! The platform's durability calls for single files and directories, for the TypeScript
 //! `Directory` layer: so macOS gets F_FULLFSYNC and Windows gets write-through renames.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::path::Path;
 
@@ -25,10 +25,26 @@ fn guarded(what: &str, f: impl FnOnce() -> io::Result<()>) -> napi::Result<()> {
     }
 }
 
+/// Open `path` as the barrier needs it. Unix: read-only, so a read-only file can be synced
+/// (`fsync` needs no write access); opening a directory that way succeeds, so it is refused here
+/// as opening it for writing would refuse it.
+#[cfg(not(windows))]
+fn open_for_sync(path: &Path) -> io::Result<File> {
+    let file = File::open(path)?;
+    if file.metadata()?.is_dir() {
+        return Err(io::Error::from_raw_os_error(libc::EISDIR));
+    }
+    Ok(file)
+}
+
+/// Windows: for writing, as `FlushFileBuffers` refuses a handle without write access.
+#[cfg(windows)]
+fn open_for_sync(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new().write(true).open(path)
+}
+
 fn fsync_path(path: &Path) -> io::Result<()> {
-    // Write access: Windows' FlushFileBuffers needs it; elsewhere it is harmless.
-    let file: File = OpenOptions::new().write(true).open(path)?;
-    platform::durable_sync(&file)
+    platform::durable_sync(&open_for_sync(path)?)
 }
 
 #[cfg(windows)]

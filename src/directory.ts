@@ -148,8 +148,9 @@ export interface Directory {
   filePath(path: string): string | undefined
   /**
    * Make a file's data durable with the platform's barrier. On a file system it opens the file
-   * anew, so on Linux it cannot see a write-back error already reported to another descriptor,
-   * such as a writer's: make a writer's data durable with {@link FileWriter.sync}.
+   * anew (read-only, except on Windows), so on Linux it cannot see a write-back error already
+   * reported to another descriptor, such as a writer's: make a writer's data durable with
+   * {@link FileWriter.sync}.
    */
   syncFile(path: string): Promise<void>
   /**

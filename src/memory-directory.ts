@@ -155,7 +155,7 @@ export class MemoryDirectory implements Directory {
     const { entry, error } = this.#lookup(key)
     if (error === 'ENOENT') throw notFound(path)
     if (error) throw ioError(error, path, 'syncing')
-    // The native call opens the file for writing, which a directory refuses.
+    // As the native call: a file sync of a directory is refused.
     if (entry?.kind !== 'file') throw ioError('EISDIR', path, 'syncing')
     this.#storage.syncFile(entry.inode)
   }
