@@ -47,8 +47,10 @@ fn fsync_path(path: &Path) -> io::Result<()> {
     platform::durable_sync(&open_for_sync(path)?)
 }
 
+/// Rename in one step, replacing `to`. Windows: `MoveFileExW` with write-through, which returns
+/// only once the move is flushed (the directory flushes below still run, as on Unix).
 #[cfg(windows)]
-fn rename_then_sync(from: &Path, to: &Path) -> io::Result<()> {
+fn rename(from: &Path, to: &Path) -> io::Result<()> {
     use std::os::windows::ffi::OsStrExt;
     use windows_sys::Win32::Storage::FileSystem::{MoveFileExW, MOVEFILE_REPLACE_EXISTING, MOVEFILE_WRITE_THROUGH};
     let wide = |p: &Path| p.as_os_str().encode_wide().chain(std::iter::once(0)).collect::<Vec<u16>>();
@@ -60,10 +62,16 @@ fn rename_then_sync(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Rename, then make both directory entries durable.
 #[cfg(not(windows))]
+fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::rename(from, to)
+}
+
+/// Rename, then make both directory entries durable: the destination's directory first, then
+/// the source's. Write-through alone does not promise the directories are flushed on Windows
+/// (a file system may journal the move lazily), so every platform syncs them.
 fn rename_then_sync(from: &Path, to: &Path) -> io::Result<()> {
-    std::fs::rename(from, to)?;
+    rename(from, to)?;
     let parent = |p: &Path| p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
     let (a, b) = (parent(to), parent(from));
     platform::sync_dir(&a)?;
