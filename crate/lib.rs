@@ -6,6 +6,7 @@
 #![cfg_attr(test, allow(dead_code))]
 
 pub mod committer;
+pub mod descriptors;
 pub mod dir_lock;
 pub mod direct_io;
 pub mod error;

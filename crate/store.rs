@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::descriptors::Descriptors;
 use crate::dir_lock::{Busy, DirLock};
 use crate::direct_io::{self, write_zeros, DirectWrites};
 use crate::error::{Code, Result, WalError};
@@ -57,7 +58,7 @@ pub trait Store: Send + Sync {
 /// Segment files in a directory, guarded by an advisory lock.
 pub struct FileStore {
     dir: PathBuf,
-    files: RwLock<BTreeMap<u64, Arc<File>>>,
+    files: RwLock<Descriptors>,
     lock: Mutex<Option<DirLock>>,
     read_only: bool,
     /// Writes bypass the page cache where the platform allows it; `None` when not asked for,
@@ -66,7 +67,7 @@ pub struct FileStore {
     /// Writes of this size or more go through the page cache all the same (`DirectMode`).
     buffered_from: u64,
     /// The segments' descriptors for direct writes, opened on first use.
-    direct_files: RwLock<BTreeMap<u64, Arc<File>>>,
+    direct_files: RwLock<Descriptors>,
     /// Segments removed so far (see `cached`).
     removals: AtomicU64,
 }
@@ -104,12 +105,12 @@ impl FileStore {
         let direct = if read_only || buffered_from == 0 { None } else { Some(Arc::new(DirectWrites::default())) };
         let store = FileStore {
             dir: dir.to_path_buf(),
-            files: RwLock::new(BTreeMap::new()),
+            files: RwLock::new(Descriptors::default()),
             lock: Mutex::new(Some(lock)),
             read_only,
             direct: RwLock::new(direct),
             buffered_from,
-            direct_files: RwLock::new(BTreeMap::new()),
+            direct_files: RwLock::new(Descriptors::default()),
             removals: AtomicU64::new(0),
         };
         if !read_only {
@@ -156,9 +157,9 @@ impl FileStore {
     /// only after the segment is made anew under the same name (a `truncate_from` and the
     /// appends after it): the log would then write to the removed file. So a descriptor opened
     /// while a removal ran is used once, not cached, and one cached meanwhile is kept.
-    fn cached(&self, files: &RwLock<BTreeMap<u64, Arc<File>>>, base: u64, open: impl FnOnce(&Path) -> std::io::Result<File>) -> std::io::Result<Arc<File>> {
-        if let Some(f) = files.read().unwrap_or_else(|p| p.into_inner()).get(&base) {
-            return Ok(f.clone());
+    fn cached(&self, files: &RwLock<Descriptors>, base: u64, open: impl FnOnce(&Path) -> std::io::Result<File>) -> std::io::Result<Arc<File>> {
+        if let Some(f) = files.read().unwrap_or_else(|p| p.into_inner()).get(base) {
+            return Ok(f);
         }
         let removals = self.removals.load(Ordering::SeqCst);
         let file = Arc::new(open(&self.dir.join(file_name(base)))?);
@@ -167,9 +168,7 @@ impl FileStore {
         if self.removals.load(Ordering::SeqCst) != removals || self.lock.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
             return Ok(file);
         }
-        let file = files.entry(base).or_insert(file).clone();
-        keep_bounded(&mut files);
-        Ok(file)
+        Ok(files.insert(base, file))
     }
 
     /// `cached` for the page-cache descriptors, opening with `open`.
@@ -183,8 +182,8 @@ impl FileStore {
         let mut files = self.files.write().unwrap_or_else(|p| p.into_inner());
         let mut direct_files = self.direct_files.write().unwrap_or_else(|p| p.into_inner());
         self.removals.fetch_add(1, Ordering::SeqCst);
-        files.remove(&base);
-        direct_files.remove(&base);
+        files.remove(base);
+        direct_files.remove(base);
         drop((files, direct_files));
         if let Some(d) = self.direct() {
             d.forget_from(base, 0);
@@ -224,19 +223,6 @@ impl FileStore {
     }
 }
 
-/// Descriptors kept open per kind (page-cache and direct): a log of thousands of segments
-/// must not hold a descriptor for each, or it runs out of them (and cannot even be reopened).
-const MAX_OPEN_SEGMENTS: usize = 64;
-
-/// Close the descriptors of the oldest segments past `MAX_OPEN_SEGMENTS`. The newest, which the
-/// committer writes and syncs, stay: a barrier goes through the descriptor the writes did. A
-/// reader holding one of the others keeps it open until it is done; the next use opens it again.
-fn keep_bounded(files: &mut BTreeMap<u64, Arc<File>>) {
-    while files.len() > MAX_OPEN_SEGMENTS {
-        files.pop_first();
-    }
-}
-
 fn seg_err(what: &str, base: u64, e: std::io::Error) -> WalError {
     WalError::io(&format!("{what} segment {}", file_name(base)), e)
 }
@@ -272,9 +258,7 @@ impl Store for FileStore {
         platform::durable_sync(&file).map_err(|e| seg_err("syncing new", base, e))?;
         fs::rename(&tmp, self.dir.join(&name)).map_err(|e| seg_err("naming new", base, e))?;
         self.sync_dir()?;
-        let mut files = self.files.write().unwrap_or_else(|p| p.into_inner());
-        files.insert(base, Arc::new(file));
-        keep_bounded(&mut files);
+        self.files.write().unwrap_or_else(|p| p.into_inner()).insert(base, Arc::new(file));
         Ok(())
     }
 
