@@ -26,15 +26,6 @@ function decimal(name: string, text: string): number {
   return n
 }
 
-/** `type/subtype`, each an RFC 9110 token, then any parameters. */
-const MEDIA_TYPE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+[ \t]*(;.*)?$/
-
-/** A `Content-Type` given with data: `INVALID_ARG` (400) unless it is a media type. */
-export function checkContentType(value: string | undefined): string | undefined {
-  if (value !== undefined && !MEDIA_TYPE.test(value.trim())) throw bad(`Content-Type ${JSON.stringify(value.slice(0, 128))} is not a media type`)
-  return value
-}
-
 /** `Stream-Closed` counts only when it is exactly `true` (any case). */
 export function closedHeader(headers: IncomingHttpHeaders): boolean {
   return header(headers, 'stream-closed')?.trim().toLowerCase() === 'true'

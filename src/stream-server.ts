@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { SturdyError } from './errors.js'
 import { StreamError } from './stream-error.js'
 import { StreamStore, type ReadResult, type StreamInfo, type StreamStoreOptions } from './stream-store.js'
-import { checkContentType, closedHeader, expiryHeaders, forkHeaders, header, producerHeaders, readQuery, type ReadQuery } from './stream-headers.js'
+import { closedHeader, expiryHeaders, forkHeaders, header, producerHeaders, readQuery, type ReadQuery } from './stream-headers.js'
 import { nextCursor } from './stream-cursor.js'
 import { jsonArray } from './stream-json.js'
 import { serveSse } from './stream-sse.js'
@@ -316,7 +316,7 @@ async function handle(ctx: Context, req: IncomingMessage, res: ServerResponse): 
 async function create(ctx: Context, name: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const expiry = expiryHeaders(req.headers)
   const fork = forkHeaders(req.headers)
-  const contentType = checkContentType(header(req.headers, 'content-type'))
+  const contentType = header(req.headers, 'content-type')
   let forkFrom: string | undefined
   if (fork.from !== undefined) {
     const path = fork.from.startsWith(ctx.root) ? fork.from.slice(ctx.root.length) : undefined
@@ -344,8 +344,6 @@ async function append(ctx: Context, name: string, req: IncomingMessage, res: Ser
   const seq = header(req.headers, 'stream-seq')
   const contentType = header(req.headers, 'content-type')
   const data = await body(ctx, req)
-  // A close-only request is never refused for its Content-Type (PROTOCOL.md section 5.2).
-  if (data.length > 0) checkContentType(contentType)
   const r = await ctx.store.append(name, data, {
     close,
     ...(contentType !== undefined ? { contentType } : {}),
@@ -447,8 +445,8 @@ function etagOf(r: ReadResult): string {
 function etagMatches(ifNoneMatch: string | undefined, etag: string): boolean {
   if (ifNoneMatch === undefined) return false
   if (ifNoneMatch.trim() === '*') return true
-  for (const [, tag] of ifNoneMatch.matchAll(/(?:W\/)?("[^"]*")/g)) if (tag === etag) return true
-  return false
+  // Our tags hold no commas, so a list splits on them; an item that is not one tag matches nothing.
+  return ifNoneMatch.split(',').some((item) => /^(W\/)?"[^"]*"$/.test(item.trim()) && item.trim().replace(/^W\//, '') === etag)
 }
 
 /** Read the request body, refusing more than `maxBodyBytes` (413). */

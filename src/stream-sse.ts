@@ -56,7 +56,8 @@ export async function serveSse(
       if (data.length > 0 || first || r.closed) {
         const control: Record<string, unknown> = { streamNextOffset: formatOffset(position) }
         if (!r.closed) control.streamCursor = cursor = nextCursor(cursor)
-        if (r.upToDate) control.upToDate = true
+        // Not while part of a character is held back: the next offset is short of the tail.
+        if (r.upToDate && data.length === r.data.length) control.upToDate = true
         if (r.closed) control.streamClosed = true
         await send(res, `event: control\ndata:${JSON.stringify(control)}\n\n`)
       }

@@ -9,6 +9,14 @@ export function mediaTypeOf(contentType: string): string {
   return contentType.split(';', 1)[0]!.trim().toLowerCase()
 }
 
+/** `type/subtype`, each an RFC 9110 token, then any parameters. */
+const MEDIA_TYPE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+[ \t]*(;.*)?$/
+
+/** Whether a `Content-Type` value is a media type (`text/plain; charset=utf-8`, not `garbage`). */
+export function isMediaType(contentType: string): boolean {
+  return MEDIA_TYPE.test(contentType.trim())
+}
+
 /** A stream's state. Fields named `accepted…` include writes not yet durable. */
 export class Stream {
   readonly uid: string

@@ -15,7 +15,7 @@ import type { StreamEvents } from './stream-events.js'
 import { formatOffset, parsePosition, type OffsetRequest } from './stream-offset.js'
 import { jsonMessages, messagesLength } from './stream-json.js'
 import { collectRange, pieceOf, planRange, retainedStart, type Piece } from './stream-read.js'
-import { mediaTypeOf, Stream } from './stream-state.js'
+import { isMediaType, mediaTypeOf, Stream } from './stream-state.js'
 import { openLayout, shardDir, shardOf } from './stream-layout.js'
 import { replayShards } from './stream-replay.js'
 import {
@@ -371,6 +371,7 @@ export class StreamStore implements StreamEvents {
       this.#checkHealthy()
       return { created: false, info: this.#info(existing) }
     }
+    if (options.contentType !== undefined && !isMediaType(options.contentType)) throw badContentType(options.contentType)
     const stream = new Stream(randomBytes(9).toString('base64url'), name, shardOf(name, this.#wals.length), config, now)
     stream.source = source
     let data = options.data ?? Buffer.alloc(0)
@@ -427,7 +428,11 @@ export class StreamStore implements StreamEvents {
     if (body.length > 0) {
       if (options.contentType === undefined) throw new StreamError('INVALID_ARG', 'Content-Type is required with a body')
       if (mediaTypeOf(options.contentType) !== s.mediaType) {
-        this.#refuse(s, new StreamError('CONTENT_TYPE_MISMATCH', `${name} holds ${s.config.type}, not ${options.contentType}`))
+        // Checked only when it differs: a stream stored under a type that is not one still takes appends of it.
+        const error = isMediaType(options.contentType)
+          ? new StreamError('CONTENT_TYPE_MISMATCH', `${name} holds ${s.config.type}, not ${options.contentType}`)
+          : badContentType(options.contentType)
+        this.#refuse(s, error)
       }
     }
     if (p !== undefined) {
@@ -963,6 +968,10 @@ export class StreamStore implements StreamEvents {
 function producerReply(s: Stream, p: ProducerRequest): { epoch: number; seq: number } {
   const state = s.producers.get(p.id)
   return state === undefined ? { epoch: p.epoch, seq: p.seq } : { epoch: state[0], seq: state[1] }
+}
+
+function badContentType(contentType: string): StreamError {
+  return new StreamError('INVALID_ARG', `Content-Type ${JSON.stringify(contentType.slice(0, 128))} is not a media type`)
 }
 
 function parseForkOffset(text: string): number {
