@@ -79,7 +79,9 @@ test('a crash while a large batch is being written keeps a prefix of it, in orde
   t.true(shapes.has('prefix'), 'some crash fell between slices')
 })
 
-// Serial: it makes Buffer.allocUnsafe fail for the whole worker while it runs.
+// Serial: it makes Buffer.allocUnsafe fail for the whole worker while it runs. The records are
+// strings, which are staged in JavaScript buffers (a batch of byte records this large is staged
+// by the native side, in memory of its own).
 test.serial('a batch that cannot be staged in memory is ERR_NO_MEMORY and writes none of its slices', async (t) => {
   const dir = tmpDir(t)
   const wal = await Wal.open(dir)
@@ -92,7 +94,7 @@ test.serial('a batch that cannot be staged in memory is ERR_NO_MEMORY and writes
     return allocUnsafe.call(Buffer, size)
   }
   try {
-    await t.throwsAsync(wal.appendBatch([1, 2, 3].map((i) => Buffer.alloc(6 << 20, i))), { instanceOf: SturdyError, code: 'ERR_NO_MEMORY' })
+    await t.throwsAsync(wal.appendBatch(['a', 'b', 'c'].map((c) => c.repeat(6 << 20))), { instanceOf: SturdyError, code: 'ERR_NO_MEMORY' })
   } finally {
     Buffer.allocUnsafe = allocUnsafe
   }
@@ -103,4 +105,76 @@ test.serial('a batch that cannot be staged in memory is ERR_NO_MEMORY and writes
   for await (const { lsn, data } of reopened.entries()) stored.push([lsn, data.length > 16 ? data.length : data.toString()])
   await reopened.close()
   t.deepEqual(stored, [[kept, 'before'], [after, 'after']])
+})
+
+test('a large batch of views into shared buffers stores each view\'s own bytes', async (t) => {
+  const wal = await Wal.open(tmpDir(t))
+  const shared = Buffer.from(Array.from({ length: 1 << 16 }, (_, i) => i % 251))
+  const recs = []
+  for (let i = 0; i < 120_000; i++) {
+    const at = (i * 37) % 60_000
+    const len = i % 10 === 0 ? 0 : 50 + (i % 90)
+    // Buffers and plain Uint8Arrays, at offsets into one shared ArrayBuffer.
+    recs.push(i % 2 ? shared.subarray(at, at + len) : new Uint8Array(shared.buffer, shared.byteOffset + at, len))
+  }
+  const lsns = await wal.appendBatch(recs)
+  let i = 0
+  for await (const { lsn, data } of wal.entries()) {
+    if (lsn !== lsns[i] || !data.equals(recs[i])) {
+      t.fail(`record ${i}: LSN ${lsn}, expected ${lsns[i]}; ${data.length} bytes, expected ${recs[i].length}`)
+      break
+    }
+    i++
+  }
+  t.is(i, recs.length)
+  await wal.close()
+})
+
+test('a getter that changes a record already read: the record is stored as measured, the rest intact', async (t) => {
+  const wal = await Wal.open(tmpDir(t))
+  const recs = records(100_000)
+  // A buffer of its own (not a slice of Node's shared pool), so its memory can be detached.
+  const first = (recs[0] = Buffer.alloc(100, 1))
+  const expected = recs.map((r) => Buffer.from(r))
+  expected[0] = Buffer.alloc(0)
+  // Reading element 50,000 detaches record 0's memory (its length becomes 0). Each element must
+  // be read once: a record measured at one length and copied at another would be stored torn.
+  Object.defineProperty(recs, 50_000, {
+    get() {
+      if (first.length > 0) structuredClone(first.buffer, { transfer: [first.buffer] })
+      return expected[50_000]
+    },
+  })
+  const lsns = await wal.appendBatch(recs)
+  t.is(first.length, 0)
+  let i = 0
+  for await (const { lsn, data } of wal.entries()) {
+    if (lsn !== lsns[i] || !data.equals(expected[i])) {
+      t.fail(`record ${i}: ${data.length} bytes, expected ${expected[i].length}`)
+      break
+    }
+    i++
+  }
+  t.is(i, recs.length)
+  await wal.close()
+})
+
+test('a large batch on a closed log rejects with ERR_CLOSED', async (t) => {
+  const wal = await Wal.open(tmpDir(t))
+  await wal.close()
+  const p = wal.appendBatch(records(100_000))
+  t.true(p instanceof Promise, 'rejects rather than throws')
+  await t.throwsAsync(p, { instanceOf: SturdyError, code: 'ERR_CLOSED' })
+})
+
+test('a large batch counts against maxPendingBytes until durable, and appends held behind it follow', async (t) => {
+  const wal = await Wal.open(tmpDir(t), { maxPendingBytes: 1 << 20 })
+  const batch = wal.appendBatch(records(100_000))
+  // These wait for the batch's bytes to leave flight, then go in order.
+  const later = Array.from({ length: 50 }, (_, i) => wal.append(Buffer.alloc(64 << 10, i)))
+  const lsns = await batch
+  const after = await Promise.all(later)
+  t.true(after[0] > lsns.at(-1))
+  for (let i = 1; i < after.length; i++) t.true(after[i] > after[i - 1])
+  await wal.close()
 })

@@ -11,6 +11,7 @@ use napi::bindgen_prelude::*;
 use napi::{Env, JsDeferred};
 use napi_derive::napi;
 
+use crate::batch::send_batch;
 use crate::committer::{Command, Done, Group, GroupBytes};
 use crate::error::{Code, Result as WResult, WalError};
 use crate::log::{Chunk, DirectMode, Log, Options};
@@ -232,6 +233,61 @@ fn to_f64(v: Vec<f64>) -> Float64Array {
     v.into()
 }
 
+/// Elements read per handle scope while a batch is staged: one scope for a million elements
+/// would hold millions of handles until the call returns.
+const READS_PER_SCOPE: usize = 4096;
+
+/// Reads the elements of an array the TypeScript layer built itself (so reading one runs no
+/// JavaScript) as the bytes of `Uint8Array`s, in a fresh handle scope every
+/// [`READS_PER_SCOPE`] reads.
+struct ByteElements<'a> {
+    env: &'a Env,
+    array: &'a Array<'a>,
+    scope: napi::sys::napi_handle_scope,
+    reads: usize,
+}
+
+impl<'a> ByteElements<'a> {
+    fn new(env: &'a Env, array: &'a Array<'a>) -> Self {
+        ByteElements { env, array, scope: std::ptr::null_mut(), reads: 0 }
+    }
+
+    /// Append element `i`'s bytes to `buf`.
+    fn put(&mut self, i: usize, buf: &mut Vec<u8>) -> WResult<()> {
+        if self.reads.is_multiple_of(READS_PER_SCOPE) {
+            self.close();
+            // SAFETY: opened and closed on this thread within the native call, with nothing
+            // from it escaping: a view's bytes are copied before its handle goes.
+            if unsafe { napi::sys::napi_open_handle_scope(self.env.raw(), &mut self.scope) } != napi::sys::Status::napi_ok {
+                self.scope = std::ptr::null_mut();
+                return Err(WalError::new(Code::NoMemory, "could not open a handle scope"));
+            }
+        }
+        self.reads += 1;
+        let view = u32::try_from(i).ok().and_then(|i| self.array.get::<Uint8ArraySlice>(i).ok().flatten());
+        match view {
+            Some(v) => {
+                buf.extend_from_slice(&v);
+                Ok(())
+            }
+            None => Err(WalError::invalid(format!("record {i} is no longer a Uint8Array"))),
+        }
+    }
+
+    fn close(&mut self) {
+        if !self.scope.is_null() {
+            unsafe { napi::sys::napi_close_handle_scope(self.env.raw(), self.scope) };
+            self.scope = std::ptr::null_mut();
+        }
+    }
+}
+
+impl Drop for ByteElements<'_> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 #[napi]
 impl NativeWal {
     #[napi(ts_return_type = "Promise<NativeWal>")]
@@ -262,6 +318,25 @@ impl NativeWal {
         let (done, obj) = promise(env, to_f64)?;
         // A command the log refuses is answered through its promise (see `Wal::send`).
         let _ = self.inner.send(Command::Append(group_of(chunks), done));
+        Ok(obj)
+    }
+
+    /// Hand a large batch of byte records to the committer, framed here rather than in
+    /// JavaScript staging buffers (see `batch`): `records` is an array of `Uint8Array`s the
+    /// caller built itself and `lens` their byte lengths. Resolves once all are durable with
+    /// `[batchOffset, lsn]` anchors.
+    #[napi(ts_return_type = "Promise<Float64Array>")]
+    pub fn commit_batch<'e>(&self, env: &'e Env, records: Array<'e>, lens: Float64ArraySlice<'e>) -> napi::Result<Object<'e>> {
+        if lens.len() != records.len() as usize {
+            return Err(to_napi(WalError::invalid("a batch and its lengths differ in count")));
+        }
+        let (done, obj) = promise(env, to_f64)?;
+        guard(|| {
+            let lens = lens.iter().map(|&l| l as usize).collect::<Vec<_>>();
+            let mut elements = ByteElements::new(env, &records);
+            send_batch(&self.inner, &lens, |i, buf| elements.put(i, buf), done);
+            Ok(())
+        })?;
         Ok(obj)
     }
 

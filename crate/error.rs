@@ -15,6 +15,7 @@ pub enum Code {
     InvalidArg,
     NotFound,
     Io,
+    NoMemory,
 }
 
 impl Code {
@@ -28,6 +29,7 @@ impl Code {
             Code::InvalidArg => "ERR_INVALID_ARG",
             Code::NotFound => "ERR_NOT_FOUND",
             Code::Io => "ERR_IO",
+            Code::NoMemory => "ERR_NO_MEMORY",
         }
     }
 }

@@ -5,6 +5,7 @@
 // The napi exports are called from JavaScript only, so a test build sees them as unused.
 #![cfg_attr(test, allow(dead_code))]
 
+pub mod batch;
 pub mod committer;
 pub mod descriptors;
 pub mod dir_lock;

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::mpsc::{sync_channel, SendError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 
+use crate::batch::send_batch;
 use crate::committer::{self, Command, Done};
 use crate::error::{Code, Result, WalError};
 use crate::frame::FRAME_HEADER;
@@ -64,18 +65,33 @@ impl Wal {
         rx.recv().unwrap_or_else(|_| Err(closed()))
     }
 
-    /// Append records as one group; blocks until durable and returns their LSNs.
+    /// Append records (in slices of a few MiB, as a large `appendBatch` is); blocks until all
+    /// are durable and returns their LSNs.
     pub fn append_batch(&self, records: &[&[u8]]) -> Result<Vec<u64>> {
-        let mut buf = Vec::with_capacity(records.iter().map(|r| r.len() + FRAME_HEADER).sum());
-        let mut offsets = Vec::with_capacity(records.len());
-        for r in records {
-            offsets.push(buf.len());
-            buf.extend_from_slice(&[0u8; 4]);
-            buf.extend_from_slice(&u32::try_from(r.len()).map_err(|_| WalError::new(Code::RecordTooLarge, "record too large"))?.to_le_bytes());
-            buf.extend_from_slice(r);
-        }
-        let anchors = self.call(|d| Command::Append(vec![Box::new(buf)], d))?;
-        Ok(offsets.iter().map(|&o| lsn_at(&anchors, o)).collect())
+        let (tx, rx) = sync_channel(1);
+        let lens: Vec<usize> = records.iter().map(|r| r.len()).collect();
+        let put = |i: usize, buf: &mut Vec<u8>| {
+            buf.extend_from_slice(records[i]);
+            Ok(())
+        };
+        send_batch(
+            self,
+            &lens,
+            put,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        let anchors = rx.recv().unwrap_or_else(|_| Err(closed()))?;
+        let mut offset = 0;
+        Ok(lens
+            .iter()
+            .map(|len| {
+                let lsn = lsn_at(&anchors, offset);
+                offset += FRAME_HEADER + len;
+                lsn
+            })
+            .collect())
     }
 
     pub fn append(&self, record: &[u8]) -> Result<u64> {

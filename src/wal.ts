@@ -354,8 +354,10 @@ export class Wal {
   /**
    * Append several records; resolves with their LSNs once all are durable. A small batch is one
    * group (one write, one barrier); a large one is handed to the disk in slices of a few MiB as
-   * it is staged, so copying the next slice overlaps writing the last. Either way a crash keeps
-   * a prefix of the batch, in order. Every record is checked before any is written.
+   * it is staged, so copying the next slice overlaps writing the last (one of byte records
+   * only is staged by the native side, outside the JavaScript heap). Either way a crash keeps
+   * a prefix of the batch, in order. Every record is checked before any is written, and each
+   * is read from `records` once.
    */
   appendBatch(records: readonly RecordData[]): Promise<number[]> {
     const offsets = new Float64Array(Array.isArray(records) ? records.length : 0)
@@ -363,9 +365,19 @@ export class Wal {
     const slices: { group: Group; first: number }[] = []
     try {
       if (!Array.isArray(records)) throw invalidArg('appendBatch takes an array of records')
-      const lens = new Float64Array(records.length)
+      // Each record is read once, into an array of our own, before any is measured: a getter
+      // on `records` could answer differently each time, or change a record already read.
+      const items = new Array<RecordData>(records.length)
+      for (let i = 0; i < items.length; i++) items[i] = records[i]!
+      const lens = new Float64Array(items.length)
       let total = 0
-      for (let i = 0; i < records.length; i++) total += (lens[i] = this.#measure(records[i])) + FRAME_HEADER
+      let bytesOnly = true
+      for (let i = 0; i < items.length; i++) {
+        const data = items[i]!
+        total += (lens[i] = this.#measure(data)) + FRAME_HEADER
+        bytesOnly &&= data instanceof Uint8Array
+      }
+      if (bytesOnly && total > BATCH_SLICE) return this.#appendLarge(items as Uint8Array[], lens, total)
       let group = this.#gather(Math.min(total, BATCH_SLICE), Math.min(total, BATCH_SLICE))
       // Memory for the whole batch is taken before any of it is staged: running out part-way
       // would leave slices already handed to the disk that the caller never learns of.
@@ -381,7 +393,7 @@ export class Wal {
           group = this.#gather(0, buffers[slices.length - 1])
           slices.push({ group, first: i })
         }
-        offsets[i] = group.add(records[i], lens[i])
+        offsets[i] = group.add(items[i]!, lens[i]!)
       }
     } catch (e) {
       return Promise.reject(e)
@@ -397,6 +409,23 @@ export class Wal {
     })
     this.#flushIfLarge(last)
     return done
+  }
+
+  /**
+   * A batch larger than one slice, of byte records only: the native side frames it, into
+   * memory outside the JavaScript heap, and hands it to the disk slice by slice as it goes
+   * (one call, one promise). Staged here instead, 100 MiB of fresh buffers would make V8
+   * collect a heap that holds every one of the caller's records.
+   */
+  #appendLarge(items: Uint8Array[], lens: Float64Array, total: number): Promise<number[]> {
+    this.#checkOpen()
+    this.#flush(true) // every earlier append goes first
+    const offsets = new Float64Array(lens.length)
+    for (let i = 1; i < lens.length; i++) offsets[i] = offsets[i - 1]! + FRAME_HEADER + lens[i - 1]!
+    return new Promise((resolve, reject) => {
+      const commit = () => this.#native.commitBatch(items, lens)
+      this.#send(total, commit, (anchors, err) => (anchors ? resolve(lsnsAt(anchors, offsets)) : reject(err)))
+    })
   }
 
   /**
@@ -682,15 +711,23 @@ export class Wal {
   }
 
   #commit(group: Group): void {
-    const size = group.size
+    this.#send(group.size, () => this.#native.commit(group.chunks), (anchors, err) => group.settle(anchors, err))
+  }
+
+  /**
+   * Hand `size` bytes to the committer by `commit`, counted in flight until they are durable
+   * (or failed); then `settle` gets the anchors or the typed error, and what waited for room
+   * follows.
+   */
+  #send(size: number, commit: () => Promise<Float64Array>, settle: (anchors: Float64Array | undefined, err?: unknown) => void): void {
     this.#pendingBytes += size
     const settled = (anchors: Float64Array | undefined, err?: unknown) => {
       this.#pendingBytes -= size
-      group.settle(anchors, err)
+      settle(anchors, err)
       if (!this.#closed) this.#flush()
     }
     try {
-      this.#native.commit(group.chunks).then(
+      commit().then(
         (anchors) => settled(anchors),
         (e: unknown) => settled(undefined, fromNative(e)),
       )
@@ -698,5 +735,4 @@ export class Wal {
       settled(undefined, fromNative(e))
     }
   }
-
 }
