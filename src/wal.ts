@@ -697,17 +697,21 @@ export class Wal {
    * durable (one alone may pass it: a record or batch slice larger than the cap).
    */
   #flush(force = false): void {
-    const fits = (group: Group) => force || this.#pendingBytes === 0 || this.#pendingBytes + group.size <= this.#maxPendingBytes
     while (this.#held.length > 0) {
-      if (!fits(this.#held[0]!)) return
+      if (!force && !this.#hasRoomFor(this.#held[0]!)) return
       this.#commit(this.#held.shift()!)
     }
     const group = this.#group
-    if (group === undefined || !fits(group)) return
+    if (group === undefined || (!force && !this.#hasRoomFor(group))) return
     this.#group = undefined
     group.seal()
     this.#lastGroupSize = Math.min(group.size, 4 << 20)
     this.#commit(group)
+  }
+
+  /** Whether `group` may go to the committer without passing the cap on bytes in flight. */
+  #hasRoomFor(group: Group): boolean {
+    return this.#pendingBytes === 0 || this.#pendingBytes + group.size <= this.#maxPendingBytes
   }
 
   #commit(group: Group): void {
