@@ -63,6 +63,9 @@ const notRecords = [
   ['a DataView', new DataView(new ArrayBuffer(4))],
   ['a String object', new String('boxed')],
   ['a symbol', Symbol('x')],
+  // Passes `instanceof Uint8Array`, but has no memory behind it.
+  ['an object made from Uint8Array.prototype', Object.create(Uint8Array.prototype)],
+  ['an array holding one', [Object.create(Buffer.prototype)]],
 ]
 
 test('append, appendBatch and appendSync reject values that are not records', async (t) => {
@@ -82,8 +85,12 @@ test('append, appendBatch and appendSync reject values that are not records', as
   ]) {
     await rejectsNotThrows(t, `appendBatch(${label})`, () => wal.appendBatch(v), 'ERR_INVALID_ARG')
   }
-  // One bad record rejects the whole batch: none of it is stored.
+  // One bad record rejects the whole batch: none of it is stored (the large one too, which the
+  // native side would stage).
   await rejectsNotThrows(t, 'appendBatch([ok, 123, ok])', () => wal.appendBatch(['ok 1', 123, 'ok 2']), 'ERR_INVALID_ARG')
+  const large = Array.from({ length: 100_000 }, () => Buffer.alloc(100))
+  large[90_000] = Object.create(Uint8Array.prototype)
+  await rejectsNotThrows(t, 'appendBatch(10 MB with a fake Uint8Array)', () => wal.appendBatch(large), 'ERR_INVALID_ARG')
   t.is((await readAll(wal)).length, expected.length)
   // The log still works afterwards.
   const lsn = await wal.append('still fine')

@@ -1,3 +1,4 @@
+import { isBytes } from './bytes.js'
 import type { DurableStore, DurableStoreOptions } from './durable-store.js'
 import { FileDurableStore } from './durable-store-file.js'
 import { LogDurableStore, type LogDurableStoreOptions } from './durable-store-log.js'
@@ -218,7 +219,7 @@ export class SturdyStorageAdapter {
 
   async save(key: StorageKey, data: Uint8Array): Promise<void> {
     const encoded = encodeStorageKey(key)
-    if (!(data instanceof Uint8Array)) throw invalidArg(`data must be a Uint8Array, got ${data === null ? 'null' : typeof data}`)
+    if (!isBytes(data)) throw invalidArg(`data must be a Uint8Array, got ${data === null ? 'null' : typeof data}`)
     const index = await this.#keys()
     // The index follows the operations in the order they are issued, not as they complete: a
     // removeRange issued meanwhile must see this key (the store applies both in call order), and

@@ -1,3 +1,4 @@
+import { isBytes } from './bytes.js'
 import { decodeCheckpoint, encodeCheckpoint, MAX_SNAPSHOT_BYTES, type Checkpoint } from './checkpoint-format.js'
 import { isTempName } from './directory-atomic-write.js'
 import type { FileData } from './directory-data.js'
@@ -56,7 +57,7 @@ function checkLsn(lsn: unknown): number {
 /** `data` as bytes without copying (the encoder copies them once, synchronously). */
 function viewOf(data: unknown): Buffer {
   if (typeof data === 'string') return Buffer.from(data, 'utf8')
-  if (data instanceof Uint8Array) return Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+  if (isBytes(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength)
   throw invalidArg(`a snapshot must be a Uint8Array or a string, got ${data === null ? 'null' : typeof data}`)
 }
 

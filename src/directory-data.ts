@@ -1,3 +1,4 @@
+import { isBytes } from './bytes.js'
 import { invalidArg } from './errors.js'
 
 /**
@@ -17,7 +18,7 @@ export type FileData = Uint8Array | string
  */
 export function ownBytes(data: unknown): Buffer {
   if (typeof data === 'string') return Buffer.from(data, 'utf8')
-  if (data instanceof Uint8Array) return Buffer.from(data)
+  if (isBytes(data)) return Buffer.from(data)
   throw invalidArg(`data must be a Uint8Array or a string, got ${data === null ? 'null' : typeof data}`)
 }
 

@@ -1,3 +1,4 @@
+import { isBytes } from './bytes.js'
 import { invalidArg } from './errors.js'
 
 /**
@@ -71,6 +72,6 @@ export function checkKey(key: unknown): string {
 
 /** A private copy of `blob`; `ERR_INVALID_ARG` unless it is a Uint8Array. */
 export function checkBlob(blob: unknown): Buffer {
-  if (!(blob instanceof Uint8Array)) throw invalidArg(`a blob must be a Uint8Array, got ${blob === null ? 'null' : typeof blob}`)
+  if (!isBytes(blob)) throw invalidArg(`a blob must be a Uint8Array, got ${blob === null ? 'null' : typeof blob}`)
   return Buffer.from(blob)
 }

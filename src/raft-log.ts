@@ -1,6 +1,7 @@
 import { constants as osConstants } from 'node:os'
 import path from 'node:path'
 
+import { isBytes } from './bytes.js'
 import { invalidArg, SturdyError } from './errors.js'
 import { FRAME_HEADER } from './group.js'
 import { makeDirsDurably } from './fs-directory.js'
@@ -546,7 +547,7 @@ export class RaftLog {
       } else if (term < terms[k - 1]) {
         throw invalidArg(`terms must not decrease: entry ${index} has term ${term} after ${terms[k - 1]}`)
       }
-      const len = typeof d === 'string' ? Buffer.byteLength(d, 'utf8') : d instanceof Uint8Array ? d.byteLength : -1
+      const len = typeof d === 'string' ? Buffer.byteLength(d, 'utf8') : isBytes(d) ? d.byteLength : -1
       if (len < 0) throw invalidArg(`entries[${k}].data must be a Uint8Array or a string`)
       if (len > this.#maxEntryBytes) {
         throw new SturdyError('ERR_RECORD_TOO_LARGE', `entry ${index} has ${len} bytes of data; maxEntryBytes is ${this.#maxEntryBytes}`)

@@ -6,6 +6,7 @@
 // (stream-replay.ts).
 
 import { randomBytes } from 'node:crypto'
+import { isBytes } from './bytes.js'
 import { Wal } from './wal.js'
 import { SturdyError } from './errors.js'
 import type { SimulatedDisk } from './simulated-disk.js'
@@ -375,7 +376,7 @@ export class StreamStore implements StreamEvents {
     const stream = new Stream(randomBytes(9).toString('base64url'), name, shardOf(name, this.#wals.length), config, now)
     stream.source = source
     let data = options.data ?? Buffer.alloc(0)
-    if (!(data instanceof Uint8Array)) throw new StreamError('INVALID_ARG', 'initial data must be a Buffer or Uint8Array')
+    if (!isBytes(data)) throw new StreamError('INVALID_ARG', 'initial data must be a Buffer or Uint8Array')
     if (stream.json && data.length > 0) data = jsonMessages(data, true)
     const header = { uid: stream.uid, name, time: now, ...config, ...(options.closed === true ? { closed: true } : {}) }
     const record = encodeStreamRecord({ kind: CREATE, header, data })
@@ -407,7 +408,7 @@ export class StreamStore implements StreamEvents {
     const s = this.#live(name, now)
     const close = options.close === true
     // Checked here: the log would refuse it only after the writer state had moved on.
-    if (!(body instanceof Uint8Array)) throw new StreamError('INVALID_ARG', 'a body must be a Buffer or Uint8Array')
+    if (!isBytes(body)) throw new StreamError('INVALID_ARG', 'a body must be a Buffer or Uint8Array')
     if (body.length === 0 && !close) throw new StreamError('INVALID_ARG', 'an append needs a body (or Stream-Closed: true)')
     const p = options.producer
     if (p !== undefined) checkProducer(p)

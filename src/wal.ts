@@ -1,5 +1,6 @@
 import { constants } from 'node:buffer'
 
+import { isBytes } from './bytes.js'
 import { fromNative, invalidArg, SturdyError } from './errors.js'
 import { NativeWal } from './native.js'
 import { nativeDiskOf, type SimulatedDisk } from './simulated-disk.js'
@@ -169,7 +170,7 @@ function checkDir(dir: unknown): string {
 function partsLength(parts: readonly unknown[]): number {
   let len = 0
   for (const part of parts) {
-    if (!(part instanceof Uint8Array)) return -1
+    if (!isBytes(part)) return -1
     len += part.byteLength
   }
   return len
@@ -375,7 +376,7 @@ export class Wal {
       for (let i = 0; i < items.length; i++) {
         const data = items[i]!
         total += (lens[i] = this.#measure(data)) + FRAME_HEADER
-        bytesOnly &&= data instanceof Uint8Array
+        bytesOnly &&= isBytes(data)
       }
       if (bytesOnly && total > BATCH_SLICE) return this.#appendLarge(items as Uint8Array[], lens, total)
       let group = this.#gather(Math.min(total, BATCH_SLICE), Math.min(total, BATCH_SLICE))
@@ -649,7 +650,7 @@ export class Wal {
   #measure(data: RecordData | readonly Uint8Array[]): number {
     const len =
       typeof data === 'string' ? Buffer.byteLength(data, 'utf8')
-      : data instanceof Uint8Array ? data.byteLength
+      : isBytes(data) ? data.byteLength
       : Array.isArray(data) ? partsLength(data)
       : -1
     if (len < 0) throw invalidArg(`a record must be a Uint8Array, a string or an array of Uint8Arrays, got ${data === null ? 'null' : typeof data}`)
