@@ -65,6 +65,9 @@ class FsWriterSink implements WriterSink {
   }
 }
 
+/** Reads up to this size allocate what they ask for rather than first asking the file's size. */
+const SMALL_READ = 64 * 1024
+
 class FsFileReader implements FileReader {
   #closed = false
 
@@ -84,7 +87,9 @@ class FsFileReader implements FileReader {
 
   async read(position: number, length: number): Promise<Buffer> {
     checkRange(position, length)
-    // No more than the file holds: a huge `length` must not be allocated up front.
+    // No more than the file holds: a huge `length` must not be allocated up front. A small one
+    // is read as asked, without asking the file's size first.
+    if (length <= SMALL_READ) return this.#readAt(position, length)
     return this.#readAt(position, Math.min(length, Math.max(0, (await this.size()) - position)))
   }
 
