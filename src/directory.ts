@@ -114,9 +114,9 @@ export interface Directory {
   /**
    * Delete a file, or a directory with everything in it, in one step: a directory is first
    * renamed to a temporary name beside it (`<name>.tmp-<16 hex digits>`, as an atomic write's
-   * temporary file is named), then removed. If the removal fails (the call rejects) or is cut short by a power loss, what
-   * is left of it is under that name, never under `path`. A missing path is not an error. Not
-   * durable on its own: after a power loss `path` may be back, whole.
+   * temporary file is named), then removed. If the removal fails (the call rejects) or is cut
+   * short by a power loss, what is left of it is under that name, never under `path`. A missing
+   * path is not an error. Not durable on its own: after a power loss `path` may be back, whole.
    */
   delete(path: string): Promise<void>
   /**
