@@ -178,3 +178,17 @@ test('a large batch counts against maxPendingBytes until durable, and appends he
   for (let i = 1; i < after.length; i++) t.true(after[i] > after[i - 1])
   await wal.close()
 })
+
+test('a large batch across many segments: every LSN reads back its own record', async (t) => {
+  const wal = await Wal.open(tmpDir(t), { segmentBytes: 1 << 20 })
+  const recs = Array.from({ length: 100_000 }, (_, i) => Buffer.from(`r${i}:`.padEnd(50 + (i % 100), '.')))
+  const lsns = await wal.appendBatch(recs)
+  let bad = 0
+  for (let i = 0; i < recs.length; i++) if (!wal.readSync(lsns[i]).equals(recs[i])) bad++
+  t.is(bad, 0)
+  let n = 0
+  for await (const { lsn } of wal.entries()) if (lsn !== lsns[n++]) bad++
+  t.is(n, recs.length)
+  t.is(bad, 0)
+  await wal.close()
+})
