@@ -79,9 +79,9 @@ test('a crash while a large batch is being written keeps a prefix of it, in orde
   t.true(shapes.has('prefix'), 'some crash fell between slices')
 })
 
-// Serial: it makes Buffer.allocUnsafe fail for the whole worker while it runs. The records are
-// strings, which are staged in JavaScript buffers (a batch of byte records this large is staged
-// by the native side, in memory of its own).
+// Serial: it makes Buffer.allocUnsafe fail for the whole worker while it runs. The batch mixes
+// strings and bytes, so it is staged in JavaScript buffers (one all of bytes or all of strings
+// this large is staged by the native side, in memory of its own).
 test.serial('a batch that cannot be staged in memory is ERR_NO_MEMORY and writes none of its slices', async (t) => {
   const dir = tmpDir(t)
   const wal = await Wal.open(dir)
@@ -94,7 +94,7 @@ test.serial('a batch that cannot be staged in memory is ERR_NO_MEMORY and writes
     return allocUnsafe.call(Buffer, size)
   }
   try {
-    await t.throwsAsync(wal.appendBatch(['a', 'b', 'c'].map((c) => c.repeat(6 << 20))), { instanceOf: SturdyError, code: 'ERR_NO_MEMORY' })
+    await t.throwsAsync(wal.appendBatch(['a'.repeat(6 << 20), 'b'.repeat(6 << 20), Buffer.alloc(6 << 20, 'c')]), { instanceOf: SturdyError, code: 'ERR_NO_MEMORY' })
   } finally {
     Buffer.allocUnsafe = allocUnsafe
   }
@@ -190,5 +190,20 @@ test('a large batch across many segments: every LSN reads back its own record', 
   for await (const { lsn } of wal.entries()) if (lsn !== lsns[n++]) bad++
   t.is(n, recs.length)
   t.is(bad, 0)
+  await wal.close()
+})
+
+test('a large batch of strings is stored as their UTF-8, as Buffer.from writes it; a mixed one too', async (t) => {
+  const wal = await Wal.open(tmpDir(t))
+  // ASCII, two- to four-byte characters, a lone surrogate (written as U+FFFD) and empty strings.
+  const samples = ['plain ascii', 'déjà vu', '日本語のテキスト', '🦀 crab 🦀', 'lone \ud800 surrogate', '']
+  const strings = Array.from({ length: 150_000 }, (_, i) => `${i}:${samples[i % samples.length]}`.repeat(1 + (i % 5)))
+  const mixed = strings.slice(0, 100_000).map((s, i) => (i % 2 ? Buffer.from(s) : s))
+  for (const batch of [strings, mixed]) {
+    const lsns = await wal.appendBatch(batch)
+    let bad = 0
+    for (let i = 0; i < batch.length; i++) if (!wal.readSync(lsns[i]).equals(Buffer.from(batch[i]))) bad++
+    t.is(bad, 0)
+  }
   await wal.close()
 })

@@ -44,13 +44,14 @@ fn slices_of(lens: &[usize], max_record_bytes: u32) -> Result<Vec<Slice>> {
     Ok(slices)
 }
 
-/// Memory for each slice, or `ERR_NO_MEMORY`.
+/// Memory for each slice, or `ERR_NO_MEMORY`. One byte more than the slice holds: a `put` may
+/// write one byte past its record (a C string's NUL), which the next frame then covers.
 fn reserve(slices: &[Slice]) -> Result<Vec<Vec<u8>>> {
     slices
         .iter()
         .map(|s| {
             let mut b = Vec::new();
-            b.try_reserve_exact(s.bytes).map_err(|_| {
+            b.try_reserve_exact(s.bytes + 1).map_err(|_| {
                 WalError::new(Code::NoMemory, format!("could not allocate {} bytes to stage a batch", s.bytes))
             })?;
             Ok(b)
@@ -116,7 +117,8 @@ impl Answers {
 /// before it is sent. `done` gets `[batch offset, lsn]` anchors once every record is durable, or
 /// the first failure. A failure found before sending (a record too large, no memory) leaves
 /// nothing written; one from `put`, or a payload of another length, fails the batch with the
-/// slices before it sent.
+/// slices before it sent. `put` may use the buffer's spare capacity, which always has room for
+/// the record and one byte more.
 pub fn send_batch(wal: &Wal, lens: &[usize], put: impl FnMut(usize, &mut Vec<u8>) -> Result<()>, done: Done<Vec<f64>>) {
     let prepared = slices_of(lens, wal.log.opts.max_record_bytes).and_then(|slices| Ok((reserve(&slices)?, slices)));
     match prepared {

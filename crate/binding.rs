@@ -237,52 +237,73 @@ fn to_f64(v: Vec<f64>) -> Float64Array {
 /// would hold millions of handles until the call returns.
 const READS_PER_SCOPE: usize = 4096;
 
-/// Reads the elements of an array the TypeScript layer built itself (so reading one runs no
-/// JavaScript) as the bytes of `Uint8Array`s, in a fresh handle scope every
-/// [`READS_PER_SCOPE`] reads.
-struct ByteElements<'a> {
-    env: &'a Env,
-    array: &'a Array<'a>,
+/// Reads the records of a batch from an array the TypeScript layer built itself (so reading an
+/// element runs no JavaScript): all `Uint8Array`s, or all strings (written as UTF-8, as
+/// `Buffer.from` would), in a fresh handle scope every [`READS_PER_SCOPE`] reads.
+struct BatchElements<'a> {
+    env: napi::sys::napi_env,
+    array: napi::sys::napi_value,
+    strings: bool,
     scope: napi::sys::napi_handle_scope,
     reads: usize,
+    _array: std::marker::PhantomData<&'a Array<'a>>,
 }
 
-impl<'a> ByteElements<'a> {
-    fn new(env: &'a Env, array: &'a Array<'a>) -> Self {
-        ByteElements { env, array, scope: std::ptr::null_mut(), reads: 0 }
+impl<'a> BatchElements<'a> {
+    fn new(env: &'a Env, array: &'a Array<'a>, strings: bool) -> Self {
+        let array = array.value().value;
+        BatchElements { env: env.raw(), array, strings, scope: std::ptr::null_mut(), reads: 0, _array: std::marker::PhantomData }
     }
 
-    /// Append element `i`'s bytes to `buf`.
+    /// Append element `i`'s bytes to `buf`, which has room for them and one byte more (a string
+    /// is written with a NUL after it).
     fn put(&mut self, i: usize, buf: &mut Vec<u8>) -> WResult<()> {
+        use napi::sys;
         if self.reads.is_multiple_of(READS_PER_SCOPE) {
             self.close();
             // SAFETY: opened and closed on this thread within the native call, with nothing
-            // from it escaping: a view's bytes are copied before its handle goes.
-            if unsafe { napi::sys::napi_open_handle_scope(self.env.raw(), &mut self.scope) } != napi::sys::Status::napi_ok {
+            // from it escaping: an element's bytes are copied before its handle goes.
+            if unsafe { sys::napi_open_handle_scope(self.env, &mut self.scope) } != sys::Status::napi_ok {
                 self.scope = std::ptr::null_mut();
                 return Err(WalError::new(Code::NoMemory, "could not open a handle scope"));
             }
         }
         self.reads += 1;
-        let view = u32::try_from(i).ok().and_then(|i| self.array.get::<Uint8ArraySlice>(i).ok().flatten());
-        match view {
-            Some(v) => {
-                buf.extend_from_slice(&v);
-                Ok(())
-            }
-            None => Err(WalError::invalid(format!("record {i} is no longer a Uint8Array"))),
+        let changed = || WalError::invalid(format!("record {i} changed while the batch was being appended"));
+        let mut value = std::ptr::null_mut();
+        let index = u32::try_from(i).map_err(|_| changed())?;
+        // SAFETY: `array` is a live array value of this call; `value` receives a handle.
+        if unsafe { sys::napi_get_element(self.env, self.array, index, &mut value) } != sys::Status::napi_ok {
+            return Err(changed());
         }
+        if self.strings {
+            let spare = buf.spare_capacity_mut();
+            let mut written = 0;
+            // SAFETY: napi writes at most `spare.len()` bytes (the string, cut short if it
+            // must be, then a NUL) into memory `buf` owns, and reports how many before the NUL.
+            let status = unsafe { sys::napi_get_value_string_utf8(self.env, value, spare.as_mut_ptr().cast(), spare.len(), &mut written) };
+            if status != sys::Status::napi_ok || written >= spare.len() {
+                return Err(changed());
+            }
+            // SAFETY: the first `written` spare bytes were just written.
+            unsafe { buf.set_len(buf.len() + written) };
+        } else {
+            // SAFETY: a value of this call's scope.
+            let view = unsafe { Uint8ArraySlice::from_napi_value(self.env, value) }.map_err(|_| changed())?;
+            buf.extend_from_slice(&view);
+        }
+        Ok(())
     }
 
     fn close(&mut self) {
         if !self.scope.is_null() {
-            unsafe { napi::sys::napi_close_handle_scope(self.env.raw(), self.scope) };
+            unsafe { napi::sys::napi_close_handle_scope(self.env, self.scope) };
             self.scope = std::ptr::null_mut();
         }
     }
 }
 
-impl Drop for ByteElements<'_> {
+impl Drop for BatchElements<'_> {
     fn drop(&mut self) {
         self.close();
     }
@@ -321,19 +342,19 @@ impl NativeWal {
         Ok(obj)
     }
 
-    /// Hand a large batch of byte records to the committer, framed here rather than in
-    /// JavaScript staging buffers (see `batch`): `records` is an array of `Uint8Array`s the
-    /// caller built itself and `lens` their byte lengths. Resolves once all are durable with
-    /// `[batchOffset, lsn]` anchors.
+    /// Hand a large batch to the committer, framed here rather than in JavaScript staging
+    /// buffers (see `batch`): `records` is an array the caller built itself, of `Uint8Array`s or
+    /// (`strings`) of strings, and `lens` their byte lengths (UTF-8 for strings). Resolves once
+    /// all are durable with `[batchOffset, lsn]` anchors.
     #[napi(ts_return_type = "Promise<Float64Array>")]
-    pub fn commit_batch<'e>(&self, env: &'e Env, records: Array<'e>, lens: Float64ArraySlice<'e>) -> napi::Result<Object<'e>> {
+    pub fn commit_batch<'e>(&self, env: &'e Env, records: Array<'e>, lens: Float64ArraySlice<'e>, strings: bool) -> napi::Result<Object<'e>> {
         if lens.len() != records.len() as usize {
             return Err(to_napi(WalError::invalid("a batch and its lengths differ in count")));
         }
         let (done, obj) = promise(env, to_f64)?;
         guard(|| {
             let lens = lens.iter().map(|&l| l as usize).collect::<Vec<_>>();
-            let mut elements = ByteElements::new(env, &records);
+            let mut elements = BatchElements::new(env, &records, strings);
             send_batch(&self.inner, &lens, |i, buf| elements.put(i, buf), done);
             Ok(())
         })?;
