@@ -13,6 +13,19 @@ function records(n, tag = 'r') {
   return Array.from({ length: n }, (_, i) => Buffer.from(`${tag}${i}:`.padEnd(100, '.')))
 }
 
+/** Check that the log holds exactly `expected`, record `i` at `lsns[i]`. */
+async function holdsExactly(t, wal, lsns, expected) {
+  let i = 0
+  for await (const { lsn, data } of wal.entries()) {
+    if (lsn !== lsns[i] || !data.equals(expected[i])) {
+      t.fail(`record ${i}: LSN ${lsn}, expected ${lsns[i]}; ${data.length} bytes, expected ${expected[i]?.length}`)
+      return
+    }
+    i++
+  }
+  t.is(i, expected.length)
+}
+
 test('a batch of 30 MB spans several slices: increasing LSNs, every record in order', async (t) => {
   const wal = await Wal.open(tmpDir(t))
   const recs = records(300_000)
@@ -118,15 +131,7 @@ test('a large batch of views into shared buffers stores each view\'s own bytes',
     recs.push(i % 2 ? shared.subarray(at, at + len) : new Uint8Array(shared.buffer, shared.byteOffset + at, len))
   }
   const lsns = await wal.appendBatch(recs)
-  let i = 0
-  for await (const { lsn, data } of wal.entries()) {
-    if (lsn !== lsns[i] || !data.equals(recs[i])) {
-      t.fail(`record ${i}: LSN ${lsn}, expected ${lsns[i]}; ${data.length} bytes, expected ${recs[i].length}`)
-      break
-    }
-    i++
-  }
-  t.is(i, recs.length)
+  await holdsExactly(t, wal, lsns, recs)
   await wal.close()
 })
 
@@ -147,15 +152,7 @@ test('a getter that changes a record already read: the record is stored as measu
   })
   const lsns = await wal.appendBatch(recs)
   t.is(first.length, 0)
-  let i = 0
-  for await (const { lsn, data } of wal.entries()) {
-    if (lsn !== lsns[i] || !data.equals(expected[i])) {
-      t.fail(`record ${i}: ${data.length} bytes, expected ${expected[i].length}`)
-      break
-    }
-    i++
-  }
-  t.is(i, recs.length)
+  await holdsExactly(t, wal, lsns, expected)
   await wal.close()
 })
 
@@ -186,10 +183,7 @@ test('a large batch across many segments: every LSN reads back its own record', 
   let bad = 0
   for (let i = 0; i < recs.length; i++) if (!wal.readSync(lsns[i]).equals(recs[i])) bad++
   t.is(bad, 0)
-  let n = 0
-  for await (const { lsn } of wal.entries()) if (lsn !== lsns[n++]) bad++
-  t.is(n, recs.length)
-  t.is(bad, 0)
+  await holdsExactly(t, wal, lsns, recs)
   await wal.close()
 })
 
