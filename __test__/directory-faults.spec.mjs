@@ -61,9 +61,30 @@ straceTest('a directory whose parent sync is still running is not taken as durab
      return { first: await first, second: await second, overlapped }`,
     { straceArgs: ['-e', 'trace=fdatasync', '-e', 'inject=fdatasync:error=EIO:delay_enter=1000000', '-P', root] },
   )
-  if (!got.overlapped) t.log('the second writer came after the first sync had failed')
+  t.true(got.overlapped, 'the second writer came while the first sync stalled')
   // Before, the second writer found d there and was told its file was durable.
   t.deepEqual([got.first, got.second], ['ERR_IO', 'ERR_IO'])
+})
+
+straceTest('a directory that exists but whose mkdir has not yet returned is not taken as durable', async (t) => {
+  const root = tmpDir(t)
+  // The first writer's mkdir of d returns to JavaScript 1.5 s after d exists; a second writer
+  // that sees d meanwhile must wait for the first one's sync of the root.
+  const got = await child(
+    root,
+    `const fs = await import('node:fs')
+     let firstDone = false
+     const first = outcome(dir.createFile('d/x')).finally(() => { firstDone = true })
+     while (!fs.existsSync(root + '/d')) await new Promise((r) => setTimeout(r, 2))
+     const second = await outcome((async () => { const w = await dir.createFile('d/y'); await w.append('precious'); await w.close(); await dir.syncParentDir('d/y') })())
+     const firstDoneBeforeSecond = firstDone
+     return { first: await first, second, firstDoneBeforeSecond }`,
+    { straceArgs: ['-e', 'trace=mkdir', '-e', 'inject=mkdir:delay_exit=1500000'] },
+  )
+  t.deepEqual([got.first, got.second], ['ok', 'ok'])
+  // Before, the second writer was told its file was durable while the first one's mkdir had
+  // not even returned, let alone the root been synced.
+  t.true(got.firstDoneBeforeSecond)
 })
 
 straceTest('deleting a directory whose removal fails leaves the rest under a temporary name, not its own', async (t) => {
@@ -92,9 +113,10 @@ straceTest('a durable write whose directory sync fails after the rename leaves t
 
 const unixTest = process.platform === 'win32' ? test.skip : test
 
-unixTest('syncFile syncs a read-only file', async (t) => {
+unixTest('syncFile syncs a read-only file and a write-only one', async (t) => {
   const root = tmpDir(t)
   fs.writeFileSync(path.join(root, 'ro.dat'), 'x', { mode: 0o444 })
+  fs.writeFileSync(path.join(root, 'wo.dat'), 'y', { mode: 0o200 })
   // Root may open any file for writing: run as nobody then, so that the mode counts.
   const uid = process.getuid?.() === 0 ? 65534 : undefined
   if (uid !== undefined) {
@@ -103,6 +125,9 @@ unixTest('syncFile syncs a read-only file', async (t) => {
     if (!reachable) return t.pass('skipped: the package cannot be read as nobody from here')
     fs.chownSync(root, uid, uid)
   }
-  // Before, the file was opened for writing: EACCES (ERR_IO).
-  t.deepEqual(await child(root, `return [await outcome(dir.syncFile('ro.dat')), (await dir.readFile('ro.dat')).toString()]`, { uid }), ['ok', 'x'])
+  if (uid !== undefined) fs.chownSync(path.join(root, 'wo.dat'), uid, uid)
+  // Opened for writing, the read-only file failed with EACCES (ERR_IO); opened for reading only,
+  // the write-only one did.
+  const got = await child(root, `return [await outcome(dir.syncFile('ro.dat')), (await dir.readFile('ro.dat')).toString(), await outcome(dir.syncFile('wo.dat'))]`, { uid })
+  t.deepEqual(got, ['ok', 'x', 'ok'])
 })

@@ -25,12 +25,16 @@ fn guarded(what: &str, f: impl FnOnce() -> io::Result<()>) -> napi::Result<()> {
     }
 }
 
-/// Open `path` as the barrier needs it. Unix: read-only, so a read-only file can be synced
-/// (`fsync` needs no write access); opening a directory that way succeeds, so it is refused here
-/// as opening it for writing would refuse it.
+/// Open `path` as the barrier needs it. Unix: `fsync` needs no particular access, so read-only,
+/// or write-only for a file only writable (either way a file with either permission syncs);
+/// opening a directory that way succeeds, so it is refused here as opening it for writing would
+/// refuse it.
 #[cfg(not(windows))]
 fn open_for_sync(path: &Path) -> io::Result<File> {
-    let file = File::open(path)?;
+    let file = match File::open(path) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => std::fs::OpenOptions::new().write(true).open(path)?,
+        opened => opened?,
+    };
     if file.metadata()?.is_dir() {
         return Err(io::Error::from_raw_os_error(libc::EISDIR));
     }

@@ -66,11 +66,14 @@ export interface FileReader {
   readonly path: string
   /** The file's current length in bytes. */
   size(): Promise<number>
-  /** Up to `length` bytes from `position` (fewer at the end of the file). */
+  /**
+   * Up to `length` bytes from `position` (fewer at the end of the file). `ERR_INVALID_ARG` if
+   * more than the file holds from there would not fit in one Buffer.
+   */
   read(position: number, length: number): Promise<Buffer>
   /** The whole file. It must fit in one Buffer (`buffer.constants.MAX_LENGTH`). */
   readAll(): Promise<Buffer>
-  /** Release the file; closing twice is harmless. */
+  /** Release the file; closing twice is harmless. Then `size` and the reads fail with `ERR_CLOSED`. */
   close(): Promise<void>
 }
 

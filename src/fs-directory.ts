@@ -404,18 +404,20 @@ function isWithin(root: string, real: string): boolean {
 }
 
 /**
- * Directories made here, by absolute path for the whole process, whose entry in their parent is
- * not known to be durable yet: the sync of the parent is still running, or it failed. A
- * directory that exists is not durable for that alone; whoever needs one of these waits for its
- * sync, or runs it again if it failed. An entry goes once a sync succeeds.
+ * Directories being made here, by absolute path for the whole process, whose entry in their
+ * parent is not known to be durable yet: made or being made, with the parent's sync still to
+ * come or running, or failed. A directory that exists is not durable for that alone; whoever
+ * needs one of these waits for its attempt, or makes a new one if it failed. An entry is added
+ * before the directory's `mkdir` is issued, so no caller can see the directory without it, and
+ * goes once the sync succeeds.
  */
 const unsyncedDirs = new Map<string, Promise<void>>()
 
 /**
  * Create `absolute` and its missing parents, syncing each new directory's parent so the new
  * entries survive a power loss (a durable file in a directory whose own entry was lost would be
- * lost with it). Directories that already exist cost one `stat`, unless their parent's sync is
- * still running or failed (see `unsyncedDirs`).
+ * lost with it). Directories that already exist cost one `stat`, unless they are still being
+ * made durable or that failed (see `unsyncedDirs`).
  */
 export async function makeDirsDurably(absolute: string, shown: string): Promise<void> {
   const todo: string[] = []
@@ -433,43 +435,44 @@ export async function makeDirsDurably(absolute: string, shown: string): Promise<
     if (parent === dir) break
     dir = parent
   }
-  for (const dir of todo.reverse()) {
-    try {
-      await mkdir(dir)
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fromFs(e, shown, 'creating a directory at')
-      await joinEntrySync(dir)
-      continue
-    }
-    await syncEntry(dir)
-  }
-}
-
-/** Make the entry of `dir`, just created, durable by syncing its parent. */
-async function syncEntry(dir: string): Promise<void> {
-  const sync = native(syncDir(nodePath.dirname(dir)))
-  unsyncedDirs.set(dir, sync)
-  // A failure leaves the entry: the next caller that needs `dir` syncs again.
-  await sync
-  if (unsyncedDirs.get(dir) === sync) unsyncedDirs.delete(dir)
+  for (const dir of todo.reverse()) await madeDurably(dir, shown)
 }
 
 /**
- * `dir` was there when we went to create it: wait for the sync of its entry if one is running,
- * and sync it ourselves if that failed or there is none (another process may have made it).
+ * Make `dir` exist with its entry durable: join the attempt running for it, or make one (again,
+ * if the last failed; once, if another caller already is).
  */
-async function joinEntrySync(dir: string): Promise<void> {
+async function madeDurably(dir: string, shown: string): Promise<void> {
   for (let running = unsyncedDirs.get(dir); running !== undefined; ) {
     try {
       await running
       return
     } catch {
-      // Failed: run it again below, unless another caller already is (or has, successfully).
+      // Failed: make a new attempt below, unless another caller already has.
     }
     const now = unsyncedDirs.get(dir)
     if (now === undefined) return
     if (now === running) break
     running = now
   }
-  await syncEntry(dir)
+  let made = false
+  const attempt = (async () => {
+    try {
+      await mkdir(dir)
+    } catch (e) {
+      // Made meanwhile, by another caller or process: its entry is synced below all the same.
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fromFs(e, shown, 'creating a directory at')
+    }
+    made = true
+    await native(syncDir(nodePath.dirname(dir)))
+  })()
+  unsyncedDirs.set(dir, attempt)
+  try {
+    await attempt
+  } catch (e) {
+    // A failed sync keeps its entry, so the next caller syncs again; a failed mkdir made nothing.
+    if (!made && unsyncedDirs.get(dir) === attempt) unsyncedDirs.delete(dir)
+    throw e
+  }
+  if (unsyncedDirs.get(dir) === attempt) unsyncedDirs.delete(dir)
 }
