@@ -356,9 +356,9 @@ export class Wal {
    * Append several records; resolves with their LSNs once all are durable. A small batch is one
    * group (one write, one barrier); a large one is handed to the disk in slices of a few MiB as
    * it is staged, so copying the next slice overlaps writing the last (one all of byte records
-   * or all of strings is staged by the native side, outside the JavaScript heap). Either way a crash keeps
-   * a prefix of the batch, in order. Every record is checked before any is written, and each
-   * is read from `records` once.
+   * or all of strings is staged by the native side, outside the JavaScript heap). Either way a
+   * crash keeps a prefix of the batch, in order. Every record is checked before any is written,
+   * and each is read from `records` once.
    */
   appendBatch(records: readonly RecordData[]): Promise<number[]> {
     const offsets = new Float64Array(Array.isArray(records) ? records.length : 0)
@@ -380,7 +380,7 @@ export class Wal {
       }
       // All bytes or all strings: staged by the native side.
       const strings = bytes === 0 && items.every((data) => typeof data === 'string')
-      if ((bytes === items.length || strings) && total > BATCH_SLICE) return this.#appendLarge(items, lens, total, strings)
+      if ((bytes === items.length || strings) && total > BATCH_SLICE) return this.#appendLarge(items, lens, offsets, total, strings)
       let group = this.#gather(Math.min(total, BATCH_SLICE), Math.min(total, BATCH_SLICE))
       // Memory for the whole batch is taken before any of it is staged: running out part-way
       // would leave slices already handed to the disk that the caller never learns of.
@@ -420,10 +420,9 @@ export class Wal {
    * as it goes (one call, one promise). Staged here instead, 100 MiB of fresh buffers would
    * make V8 collect a heap that holds every one of the caller's records.
    */
-  #appendLarge(items: RecordData[], lens: Float64Array, total: number, strings: boolean): Promise<number[]> {
+  #appendLarge(items: RecordData[], lens: Float64Array, offsets: Float64Array, total: number, strings: boolean): Promise<number[]> {
     this.#checkOpen()
     this.#flush(true) // every earlier append goes first
-    const offsets = new Float64Array(lens.length)
     for (let i = 1; i < lens.length; i++) offsets[i] = offsets[i - 1]! + FRAME_HEADER + lens[i - 1]!
     return new Promise((resolve, reject) => {
       const commit = () => this.#native.commitBatch(items, lens, strings)
