@@ -47,20 +47,24 @@ straceTest('a directory whose parent sync failed is synced again before a file i
   t.deepEqual(got, ['ERR_IO', 'ERR_IO'])
 })
 
+/**
+ * A child body: a first writer creates d/x (making d); once d exists, a second writer creates
+ * d/y and makes it durable. Whether the first was still running when d appeared, and when the
+ * second finished, tell whether the second waited for the first one's sync of d's entry.
+ */
+const TWO_WRITERS = `const fs = await import('node:fs')
+  let firstDone = false
+  const first = outcome(dir.createFile('d/x')).finally(() => { firstDone = true })
+  while (!fs.existsSync(root + '/d')) await new Promise((r) => setTimeout(r, 2))
+  const overlapped = !firstDone
+  const second = await outcome((async () => { const w = await dir.createFile('d/y'); await w.append('precious'); await w.close(); await dir.syncParentDir('d/y') })())
+  const firstDoneBeforeSecond = firstDone
+  return { first: await first, second, overlapped, firstDoneBeforeSecond }`
+
 straceTest('a directory whose parent sync is still running is not taken as durable', async (t) => {
   const root = tmpDir(t)
-  // The root's syncs stall, then fail; a second writer comes while the first sync stalls.
-  const got = await child(
-    root,
-    `const fs = await import('node:fs')
-     let firstDone = false
-     const first = outcome(dir.createFile('d/x')).finally(() => { firstDone = true })
-     while (!fs.existsSync(root + '/d')) await new Promise((r) => setTimeout(r, 5))
-     const overlapped = !firstDone
-     const second = outcome((async () => { const w = await dir.createFile('d/y'); await w.append('precious'); await w.close(); await dir.syncParentDir('d/y') })())
-     return { first: await first, second: await second, overlapped }`,
-    { straceArgs: ['-e', 'trace=fdatasync', '-e', 'inject=fdatasync:error=EIO:delay_enter=1000000', '-P', root] },
-  )
+  // The root's syncs stall, then fail; the second writer comes while the first sync stalls.
+  const got = await child(root, TWO_WRITERS, { straceArgs: ['-e', 'trace=fdatasync', '-e', 'inject=fdatasync:error=EIO:delay_enter=1000000', '-P', root] })
   t.true(got.overlapped, 'the second writer came while the first sync stalled')
   // Before, the second writer found d there and was told its file was durable.
   t.deepEqual([got.first, got.second], ['ERR_IO', 'ERR_IO'])
@@ -68,19 +72,8 @@ straceTest('a directory whose parent sync is still running is not taken as durab
 
 straceTest('a directory that exists but whose mkdir has not yet returned is not taken as durable', async (t) => {
   const root = tmpDir(t)
-  // The first writer's mkdir of d returns to JavaScript 1.5 s after d exists; a second writer
-  // that sees d meanwhile must wait for the first one's sync of the root.
-  const got = await child(
-    root,
-    `const fs = await import('node:fs')
-     let firstDone = false
-     const first = outcome(dir.createFile('d/x')).finally(() => { firstDone = true })
-     while (!fs.existsSync(root + '/d')) await new Promise((r) => setTimeout(r, 2))
-     const second = await outcome((async () => { const w = await dir.createFile('d/y'); await w.append('precious'); await w.close(); await dir.syncParentDir('d/y') })())
-     const firstDoneBeforeSecond = firstDone
-     return { first: await first, second, firstDoneBeforeSecond }`,
-    { straceArgs: ['-e', 'trace=mkdir', '-e', 'inject=mkdir:delay_exit=1500000'] },
-  )
+  // The first writer's mkdir of d returns to JavaScript 1.5 s after d exists.
+  const got = await child(root, TWO_WRITERS, { straceArgs: ['-e', 'trace=mkdir', '-e', 'inject=mkdir:delay_exit=1500000'] })
   t.deepEqual([got.first, got.second], ['ok', 'ok'])
   // Before, the second writer was told its file was durable while the first one's mkdir had
   // not even returned, let alone the root been synced.
