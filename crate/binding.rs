@@ -229,8 +229,10 @@ fn group_of(chunks: Vec<Buffer>) -> Group {
     chunks.into_iter().map(|b| Box::new(b) as Box<dyn GroupBytes>).collect()
 }
 
-fn to_f64(v: Vec<f64>) -> Float64Array {
-    v.into()
+/// Anchors go to JavaScript as a plain array: usually two numbers, for which an external
+/// `Float64Array` (a finalizer per group, run by the GC) cost more than the numbers.
+fn anchors(v: Vec<f64>) -> Vec<f64> {
+    v
 }
 
 /// Elements read per handle scope while a batch is staged: one scope for a million elements
@@ -334,9 +336,9 @@ impl NativeWal {
 
     /// Hand one group (frames laid out by the caller over one or more chunks) to the committer.
     /// Resolves once durable with `[groupOffset, lsn]` anchors.
-    #[napi(ts_return_type = "Promise<Float64Array>")]
+    #[napi(ts_return_type = "Promise<number[]>")]
     pub fn commit<'e>(&self, env: &'e Env, chunks: Vec<Buffer>) -> napi::Result<Object<'e>> {
-        let (done, obj) = promise(env, to_f64)?;
+        let (done, obj) = promise(env, anchors)?;
         // A command the log refuses is answered through its promise (see `Wal::send`).
         let _ = self.inner.send(Command::Append(group_of(chunks), done));
         Ok(obj)
@@ -346,12 +348,12 @@ impl NativeWal {
     /// buffers (see `batch`): `records` is an array the caller built itself, of `Uint8Array`s or
     /// (`strings`) of strings, and `lens` their byte lengths (UTF-8 for strings). Resolves once
     /// all are durable with `[batchOffset, lsn]` anchors.
-    #[napi(ts_return_type = "Promise<Float64Array>")]
+    #[napi(ts_return_type = "Promise<number[]>")]
     pub fn commit_batch<'e>(&self, env: &'e Env, records: Array<'e>, lens: Float64ArraySlice<'e>, strings: bool) -> napi::Result<Object<'e>> {
         if lens.len() != records.len() as usize {
             return Err(to_napi(WalError::invalid("a batch and its lengths differ in count")));
         }
-        let (done, obj) = promise(env, to_f64)?;
+        let (done, obj) = promise(env, anchors)?;
         guard(|| {
             let lens = lens.iter().map(|&l| l as usize).collect::<Vec<_>>();
             let mut elements = BatchElements::new(env, &records, strings);
@@ -362,8 +364,8 @@ impl NativeWal {
     }
 
     #[napi]
-    pub fn commit_sync(&self, chunks: Vec<Buffer>) -> napi::Result<Float64Array> {
-        guard(|| self.inner.call(|d| Command::Append(group_of(chunks), d)).map(to_f64))
+    pub fn commit_sync(&self, chunks: Vec<Buffer>) -> napi::Result<Vec<f64>> {
+        guard(|| self.inner.call(|d| Command::Append(group_of(chunks), d)))
     }
 
     #[napi(ts_return_type = "Promise<void>")]

@@ -1,6 +1,12 @@
 import { SturdyError } from './errors.js'
 import type { RecordData } from './wal.js'
 
+/**
+ * What the committer answers for a group: `[groupOffset, lsn]` pairs, one where the group
+ * starts and one where it continues in a new segment.
+ */
+export type Anchors = readonly number[]
+
 /** Frame header: CRC32C placeholder (the committer fills it in) and the payload length. */
 export const FRAME_HEADER = 8
 const MIN_CHUNK = 64 * 1024
@@ -85,8 +91,8 @@ export class Group {
   #used = 0
   /** Group offset at which `#cur` starts. */
   #base = 0
-  readonly done: Promise<Float64Array>
-  #resolve!: (anchors: Float64Array) => void
+  readonly done: Promise<Anchors>
+  #resolve!: (anchors: Anchors) => void
   #reject!: (err: unknown) => void
 
   /** `first`: the size of the first staging buffer to take, or the buffer itself. */
@@ -171,7 +177,7 @@ export class Group {
   }
 
   /** Settle every record of the group; the buffers go back to the pool. */
-  settle(anchors: Float64Array | undefined, err?: unknown): void {
+  settle(anchors: Anchors | undefined, err?: unknown): void {
     for (const b of this.#backing) this.#pool.give(b)
     if (anchors) this.#resolve(anchors)
     else this.#reject(err)
@@ -183,7 +189,7 @@ export class Group {
  * into the same places of `out`.
  */
 export function lsnsAt(
-  anchors: Float64Array,
+  anchors: Anchors,
   offsets: Float64Array,
   out: number[] = new Array<number>(offsets.length),
   from = 0,
@@ -199,7 +205,7 @@ export function lsnsAt(
 }
 
 /** The LSN of the record at group offset `offset`, from the committer's `[offset, lsn]` anchors. */
-export function lsnAt(anchors: Float64Array, offset: number): number {
+export function lsnAt(anchors: Anchors, offset: number): number {
   let i = 0
   while (i + 2 < anchors.length && anchors[i + 2] <= offset) i += 2
   return anchors[i + 1] + (offset - anchors[i])

@@ -4,7 +4,7 @@ import { isBytes } from './bytes.js'
 import { fromNative, invalidArg, SturdyError } from './errors.js'
 import { NativeWal } from './native.js'
 import { nativeDiskOf, type SimulatedDisk } from './simulated-disk.js'
-import { BufferPool, FRAME_HEADER, Group, lsnAt, lsnsAt, type RecordWriter } from './group.js'
+import { BufferPool, FRAME_HEADER, Group, lsnAt, lsnsAt, type Anchors, type RecordWriter } from './group.js'
 
 /**
  * What `append` accepts: bytes, or a string stored as UTF-8.
@@ -725,9 +725,9 @@ export class Wal {
    * (or failed); then `settle` gets the anchors or the typed error, and what waited for room
    * follows.
    */
-  #send(size: number, commit: () => Promise<Float64Array>, settle: (anchors: Float64Array | undefined, err?: unknown) => void): void {
+  #send(size: number, commit: () => Promise<Anchors>, settle: (anchors: Anchors | undefined, err?: unknown) => void): void {
     this.#pendingBytes += size
-    const settled = (anchors: Float64Array | undefined, err?: unknown) => {
+    const settled = (anchors: Anchors | undefined, err?: unknown) => {
       this.#pendingBytes -= size
       settle(anchors, err)
       if (!this.#closed) this.#flush()
