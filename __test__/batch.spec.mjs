@@ -201,3 +201,43 @@ test('a large batch of strings is stored as their UTF-8, as Buffer.from writes i
   }
   await wal.close()
 })
+
+test('records that only pretend to be Uint8Arrays are refused before anything is written; lying lengths are not believed', async (t) => {
+  const wal = await Wal.open(tmpDir(t))
+  const next = wal.nextLsn
+  for (const n of [1000, 300_000]) {
+    // A Float64Array dressed as a Uint8Array passes instanceof but is not one.
+    const recs = records(n)
+    const fake = new Float64Array(4)
+    Object.setPrototypeOf(fake, Uint8Array.prototype)
+    recs[n - 10] = fake
+    await t.throwsAsync(wal.appendBatch(recs), { instanceOf: SturdyError, code: 'ERR_INVALID_ARG' })
+  }
+  await wal.sync()
+  t.is(wal.nextLsn, next, 'nothing was written')
+  // A subclass whose byteLength lies is measured by its real length, on both paths.
+  class Liar extends Uint8Array {
+    get byteLength() {
+      return 3
+    }
+  }
+  for (const n of [1000, 300_000]) {
+    const recs = records(n)
+    recs[n - 10] = new Liar([1, 2, 3, 4, 5, 6, 7, 8])
+    const lsns = await wal.appendBatch(recs)
+    t.deepEqual([...wal.readSync(lsns[n - 10])], [1, 2, 3, 4, 5, 6, 7, 8])
+  }
+  await wal.close()
+})
+
+test('a getter that grows the batch while it is read does not leave part of it written', async (t) => {
+  const wal = await Wal.open(tmpDir(t))
+  const recs = [Buffer.from('a'), Buffer.from('b')]
+  Object.defineProperty(recs, 1, { get: () => (recs.push(Buffer.from('late')), Buffer.from('b')) })
+  const lsns = await wal.appendBatch(recs)
+  t.is(lsns.length, 2, 'the batch is the records there when it was read')
+  let n = 0
+  for await (const _ of wal.entries()) n++
+  t.is(n, 2)
+  await wal.close()
+})

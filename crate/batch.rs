@@ -112,14 +112,14 @@ impl Answers {
 }
 
 /// Frame a batch of records of byte lengths `lens` and hand it to the committer in slices of
-/// about [`SLICE_BYTES`], in order after every command sent before. `put(i, buf)` appends record
-/// `i`'s payload to `buf`, exactly `lens[i]` bytes; records are put in order, each slice's just
+/// about [`SLICE_BYTES`], in order after every command sent before. `put(i, len, buf)` appends
+/// record `i`'s payload to `buf`, exactly `len` (`lens[i]`) bytes; records are put in order, each slice's just
 /// before it is sent. `done` gets `[batch offset, lsn]` anchors once every record is durable, or
 /// the first failure. A failure found before sending (a record too large, no memory) leaves
 /// nothing written; one from `put`, or a payload of another length, fails the batch with the
 /// slices before it sent. `put` may use the buffer's spare capacity, which always has room for
 /// the record and one byte more.
-pub fn send_batch(wal: &Wal, lens: &[usize], put: impl FnMut(usize, &mut Vec<u8>) -> Result<()>, done: Done<Vec<f64>>) {
+pub fn send_batch(wal: &Wal, lens: &[usize], put: impl FnMut(usize, usize, &mut Vec<u8>) -> Result<()>, done: Done<Vec<f64>>) {
     let prepared = slices_of(lens, wal.log.opts.max_record_bytes).and_then(|slices| Ok((reserve(&slices)?, slices)));
     match prepared {
         Ok((buffers, slices)) => send_slices(wal, lens, &slices, buffers, put, done),
@@ -132,7 +132,7 @@ fn send_slices(
     lens: &[usize],
     slices: &[Slice],
     buffers: Vec<Vec<u8>>,
-    mut put: impl FnMut(usize, &mut Vec<u8>) -> Result<()>,
+    mut put: impl FnMut(usize, usize, &mut Vec<u8>) -> Result<()>,
     done: Done<Vec<f64>>,
 ) {
     let mut start = 0;
@@ -152,7 +152,7 @@ fn send_slices(
             buf.extend_from_slice(&[0; 4]);
             buf.extend_from_slice(&(len as u32).to_le_bytes());
             let before = buf.len();
-            if let Err(e) = put(i, &mut buf) {
+            if let Err(e) = put(i, len, &mut buf) {
                 staged = Err(e);
                 break 'slices;
             }
@@ -251,7 +251,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let wal = Wal::open_dir(dir.path(), Options::default()).unwrap();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let put = |i: usize, buf: &mut Vec<u8>| {
+        let put = |i: usize, _len: usize, buf: &mut Vec<u8>| {
             if i == fail_at {
                 return Err(WalError::invalid("not bytes"));
             }

@@ -257,9 +257,10 @@ impl<'a> BatchElements<'a> {
         BatchElements { env: env.raw(), array, strings, scope: std::ptr::null_mut(), reads: 0, _array: std::marker::PhantomData }
     }
 
-    /// Append element `i`'s bytes to `buf`, which has room for them and one byte more (a string
-    /// is written with a NUL after it).
-    fn put(&mut self, i: usize, buf: &mut Vec<u8>) -> WResult<()> {
+    /// Append element `i`'s bytes, `len` of them as measured, to `buf`, which has room for them
+    /// and one byte more (a string is written with a NUL after it). An element of any other
+    /// length is refused before anything is copied.
+    fn put(&mut self, i: usize, len: usize, buf: &mut Vec<u8>) -> WResult<()> {
         use napi::sys;
         if self.reads.is_multiple_of(READS_PER_SCOPE) {
             self.close();
@@ -271,7 +272,14 @@ impl<'a> BatchElements<'a> {
             }
         }
         self.reads += 1;
-        let changed = || WalError::invalid(format!("record {i} changed while the batch was being appended"));
+        let env = self.env;
+        let changed = || {
+            // A failed napi call may leave a JavaScript exception pending; the batch's promise
+            // is its only answer, so the exception goes.
+            let mut pending = std::ptr::null_mut();
+            unsafe { sys::napi_get_and_clear_last_exception(env, &mut pending) };
+            WalError::invalid(format!("record {i} changed while the batch was being appended"))
+        };
         let mut value = std::ptr::null_mut();
         let index = u32::try_from(i).map_err(|_| changed())?;
         // SAFETY: `array` is a live array value of this call; `value` receives a handle.
@@ -280,6 +288,10 @@ impl<'a> BatchElements<'a> {
         }
         if self.strings {
             let spare = buf.spare_capacity_mut();
+            // Room for the measured length and the NUL only: a longer string is cut short, and
+            // refused by its length.
+            let room = spare.len().min(len + 1);
+            let spare = &mut spare[..room];
             let mut written = 0;
             // SAFETY: napi writes at most `spare.len()` bytes (the string, cut short if it
             // must be, then a NUL) into memory `buf` owns, and reports how many before the NUL.
@@ -292,6 +304,9 @@ impl<'a> BatchElements<'a> {
         } else {
             // SAFETY: a value of this call's scope.
             let view = unsafe { Uint8ArraySlice::from_napi_value(self.env, value) }.map_err(|_| changed())?;
+            if view.len() != len {
+                return Err(changed());
+            }
             buf.extend_from_slice(&view);
         }
         Ok(())
@@ -357,7 +372,7 @@ impl NativeWal {
         guard(|| {
             let lens = lens.iter().map(|&l| l as usize).collect::<Vec<_>>();
             let mut elements = BatchElements::new(env, &records, strings);
-            send_batch(&self.inner, &lens, |i, buf| elements.put(i, buf), done);
+            send_batch(&self.inner, &lens, |i, len, buf| elements.put(i, len, buf), done);
             Ok(())
         })?;
         Ok(obj)

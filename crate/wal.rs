@@ -70,7 +70,7 @@ impl Wal {
     pub fn append_batch(&self, records: &[&[u8]]) -> Result<Vec<u64>> {
         let (tx, rx) = sync_channel(1);
         let lens: Vec<usize> = records.iter().map(|r| r.len()).collect();
-        let put = |i: usize, buf: &mut Vec<u8>| {
+        let put = |i: usize, _len: usize, buf: &mut Vec<u8>| {
             buf.extend_from_slice(records[i]);
             Ok(())
         };

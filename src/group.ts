@@ -121,7 +121,10 @@ export class Group {
     const at = this.#used
     putLength(buf, at, len)
     if (typeof data === 'string') buf.write(data, at + FRAME_HEADER, len, 'utf8')
-    else if (data instanceof Uint8Array) buf.set(data, at + FRAME_HEADER)
+    else if (data instanceof Uint8Array) {
+      // A record of no bytes may be detached, and set() would throw on it: nothing to copy.
+      if (len > 0) buf.set(data, at + FRAME_HEADER)
+    }
     else {
       let to = at + FRAME_HEADER
       for (const part of data) {

@@ -1,6 +1,6 @@
 import { constants } from 'node:buffer'
 
-import { isBytes } from './bytes.js'
+import { byteLengthOf, isBytes } from './bytes.js'
 import { fromNative, invalidArg, SturdyError } from './errors.js'
 import { NativeWal } from './native.js'
 import { nativeDiskOf, type SimulatedDisk } from './simulated-disk.js'
@@ -171,7 +171,7 @@ function partsLength(parts: readonly unknown[]): number {
   let len = 0
   for (const part of parts) {
     if (!isBytes(part)) return -1
-    len += part.byteLength
+    len += byteLengthOf(part)
   }
   return len
 }
@@ -368,7 +368,9 @@ export class Wal {
       if (!Array.isArray(records)) throw invalidArg('appendBatch takes an array of records')
       // Each record is read once, into an array of our own, before any is measured: a getter
       // on `records` could answer differently each time, or change a record already read.
+      // Without a prototype, an accessor on Array.prototype cannot run on it either.
       const items = new Array<RecordData>(records.length)
+      Object.setPrototypeOf(items, null)
       for (let i = 0; i < items.length; i++) items[i] = records[i]!
       const lens = new Float64Array(items.length)
       let total = 0
@@ -379,7 +381,8 @@ export class Wal {
         if (isBytes(data)) bytes++
       }
       // All bytes or all strings: staged by the native side.
-      const strings = bytes === 0 && items.every((data) => typeof data === 'string')
+      let strings = bytes === 0
+      for (let i = 0; strings && i < items.length; i++) strings = typeof items[i] === 'string'
       if ((bytes === items.length || strings) && total > BATCH_SLICE) return this.#appendLarge(items, lens, offsets, total, strings)
       let group = this.#gather(Math.min(total, BATCH_SLICE), Math.min(total, BATCH_SLICE))
       // Memory for the whole batch is taken before any of it is staged: running out part-way
@@ -388,7 +391,7 @@ export class Wal {
       group.reserve(sizes[0]!)
       const buffers = this.#pool.takeAll(sizes.slice(1))
       slices.push({ group, first: 0 })
-      for (let i = 0; i < records.length; i++) {
+      for (let i = 0; i < items.length; i++) {
         if (group.size >= BATCH_SLICE) {
           // Past the cap on bytes in flight too: this call holds its copies either way, and a
           // slice the committer has is one it can write while the rest is staged.
@@ -651,7 +654,7 @@ export class Wal {
   #measure(data: RecordData | readonly Uint8Array[]): number {
     const len =
       typeof data === 'string' ? Buffer.byteLength(data, 'utf8')
-      : isBytes(data) ? data.byteLength
+      : isBytes(data) ? byteLengthOf(data)
       : Array.isArray(data) ? partsLength(data)
       : -1
     if (len < 0) throw invalidArg(`a record must be a Uint8Array, a string or an array of Uint8Arrays, got ${data === null ? 'null' : typeof data}`)
