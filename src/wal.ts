@@ -374,16 +374,18 @@ export class Wal {
       for (let i = 0; i < items.length; i++) items[i] = records[i]!
       const lens = new Float64Array(items.length)
       let total = 0
-      let bytes = 0
+      let strings = 0
+      let parts = 0
       for (let i = 0; i < items.length; i++) {
         const data = items[i]!
         total += (lens[i] = this.#measure(data)) + FRAME_HEADER
-        if (isBytes(data)) bytes++
+        if (typeof data === 'string') strings++
+        else if (Array.isArray(data)) parts++
       }
-      // All bytes or all strings: staged by the native side.
-      let strings = bytes === 0
-      for (let i = 0; strings && i < items.length; i++) strings = typeof items[i] === 'string'
-      if ((bytes === items.length || strings) && total > BATCH_SLICE) return this.#appendLarge(items, lens, offsets, total, strings)
+      // All bytes or all strings (every record measured, so each is one or the other): staged
+      // by the native side.
+      const allStrings = strings === items.length
+      if ((allStrings || strings + parts === 0) && total > BATCH_SLICE) return this.#appendLarge(items, lens, offsets, total, allStrings)
       let group = this.#gather(Math.min(total, BATCH_SLICE), Math.min(total, BATCH_SLICE))
       // Memory for the whole batch is taken before any of it is staged: running out part-way
       // would leave slices already handed to the disk that the caller never learns of.
