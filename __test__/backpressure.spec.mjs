@@ -1,10 +1,9 @@
 // The cap on bytes in flight: producers that outrun the disk are held back in groups of at
 // most the cap, handed over in order, and nothing is lost, reordered or acknowledged early.
-import { createRequire } from 'node:module'
 import test from 'ava'
 
 import { Wal } from '../dist/index.mjs'
-import { tmpDir } from './helpers.mjs'
+import { tmpDir, watchInFlight } from './helpers.mjs'
 
 test('a tiny maxPendingBytes still commits every append, in order', async (t) => {
   const dir = tmpDir(t)
@@ -36,22 +35,6 @@ test('maxPendingBytes must be a positive integer', async (t) => {
     await t.throwsAsync(Wal.open(dir, { maxPendingBytes: bad }), { code: 'ERR_INVALID_ARG' })
   }
 })
-
-/** Counts the bytes handed to the committer and not yet settled, at their peak. */
-function watchInFlight(t) {
-  const { NativeWal } = createRequire(import.meta.url)('../dist/native.js')
-  const commit = NativeWal.prototype.commit
-  const seen = { now: 0, peak: 0, groups: 0 }
-  NativeWal.prototype.commit = function (chunks) {
-    const bytes = chunks.reduce((n, c) => n + c.length, 0)
-    seen.now += bytes
-    seen.peak = Math.max(seen.peak, seen.now)
-    seen.groups++
-    return commit.call(this, chunks).finally(() => (seen.now -= bytes))
-  }
-  t.teardown(() => (NativeWal.prototype.commit = commit))
-  return seen
-}
 
 // Serial: it swaps the native commit for a counting one.
 test.serial('producers that outrun the disk never have more than maxPendingBytes in flight', async (t) => {

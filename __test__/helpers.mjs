@@ -1,6 +1,7 @@
 // Shared helpers for the sturdy test suite: temp directories, segment files, bit flips, and the
 // on-disk format (so tests can check and damage frames without going through the library).
 import fs from 'node:fs'
+import { createRequire } from 'node:module'
 import os from 'node:os'
 import path from 'node:path'
 
@@ -220,4 +221,25 @@ export async function assertRefusesBadKeysAndBlobs(t, store) {
     await t.throwsAsync(store.load(key), bad)
   }
   for (const blob of [undefined, null, 'v', 1, [1], new ArrayBuffer(1)]) await t.throwsAsync(store.persist('k', blob), bad)
+}
+
+/**
+ * Watches the groups handed to the committer (until the test ends): their byte sizes in order,
+ * and the bytes handed over and not yet settled, now and at their peak. Tests using it run
+ * serially: it swaps the native commit for a counting one.
+ */
+export function watchInFlight(t) {
+  const { NativeWal } = createRequire(import.meta.url)('../dist/native.js')
+  const commit = NativeWal.prototype.commit
+  const seen = { now: 0, peak: 0, groups: 0, sizes: [] }
+  NativeWal.prototype.commit = function (chunks) {
+    const bytes = chunks.reduce((n, c) => n + c.length, 0)
+    seen.now += bytes
+    seen.peak = Math.max(seen.peak, seen.now)
+    seen.groups++
+    seen.sizes.push(bytes)
+    return commit.call(this, chunks).finally(() => (seen.now -= bytes))
+  }
+  t.teardown(() => (NativeWal.prototype.commit = commit))
+  return seen
 }

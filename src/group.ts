@@ -89,6 +89,7 @@ export class Group {
   readonly #pool: BufferPool
   #cur: Buffer
   #used = 0
+  #count = 0
   /** Group offset at which `#cur` starts. */
   #base = 0
   readonly done: Promise<Anchors>
@@ -112,6 +113,11 @@ export class Group {
     return this.#base + this.#used
   }
 
+  /** Records added so far. */
+  get count(): number {
+    return this.#count
+  }
+
   /**
    * Frame one record (the only copy of its bytes): `data`, or several parts laid end to end.
    * `len` is its byte length. Returns its offset in the group.
@@ -133,6 +139,7 @@ export class Group {
       }
     }
     this.#used += FRAME_HEADER + len
+    this.#count++
     return this.#base + at
   }
 
@@ -152,6 +159,7 @@ export class Group {
       at += FRAME_HEADER + len
     }
     this.#used = at
+    this.#count += offsets.length
   }
 
   /** Make room for `bytes` more, so that adding that much takes no further allocation. */

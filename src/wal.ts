@@ -183,6 +183,14 @@ function partsLength(parts: readonly unknown[]): number {
  */
 const LARGE_GROUP = 128 << 10
 /**
+ * A group of at least twice this many records makes the next one that gathers while the disk is
+ * idle go in two halves: the first half is written while JavaScript settles and stages the
+ * second, at the price of one more barrier. Settling and staging take about 0.5 µs a record, so
+ * below this the overlap saves less than a barrier costs (measured: 64 writers of 1 KiB lost 8%
+ * split in two, 256 writers of 100 B gained 20%, 1,024 gained 27%).
+ */
+const SPLIT_MIN = 128
+/**
  * A large `appendBatch` goes to the committer in slices of this size as it is staged, so the disk
  * writes one slice while the next is copied. Staging buffers up to this size are pooled, so
  * slices reuse memory instead of faulting in fresh pages.
@@ -219,7 +227,9 @@ function sliceSizes(start: number, lens: Float64Array): number[] {
  * Every promise from `append`/`appendBatch` resolves only once the record is on stable storage
  * (fdatasync on Linux, F_FULLFSYNC on macOS, FlushFileBuffers on Windows). Appends made in the
  * same event-loop turn share one write and one durability barrier, so many concurrent writers
- * cost little more than one. A record's LSN is its byte position in the log and never changes.
+ * cost little more than one (a turn of hundreds of appends to an idle disk goes in two halves, so
+ * the disk writes the first while the second is staged). A record's LSN is its byte position in
+ * the log and never changes.
  *
  * @example
  * ```ts
@@ -241,6 +251,8 @@ export class Wal {
   readonly #held: Group[] = []
   readonly #pool = new BufferPool()
   #lastGroupSize = 0
+  /** A group gathering while the disk is idle goes at this many records (see `SPLIT_MIN`). */
+  #splitAt = Infinity
   #closed = false
   /** The close in progress or done (`closeSync` leaves it unset: it is over when it returns). */
   #closing: Promise<void> | undefined
@@ -693,8 +705,12 @@ export class Wal {
     return this.#group
   }
 
+  /**
+   * Hand `group` over before the turn ends when it is large, or when it holds half the records of
+   * the last group (if that one was large enough to split) and the disk is idle.
+   */
   #flushIfLarge(group: Group): void {
-    if (group.size >= LARGE_GROUP) this.#flush()
+    if (group.size >= LARGE_GROUP || (group.count >= this.#splitAt && this.#pendingBytes === 0)) this.#flush()
   }
 
   /**
@@ -713,6 +729,7 @@ export class Wal {
     this.#group = undefined
     group.seal()
     this.#lastGroupSize = Math.min(group.size, 4 << 20)
+    this.#splitAt = group.count >= 2 * SPLIT_MIN ? group.count >>> 1 : Infinity
     this.#commit(group)
   }
 
