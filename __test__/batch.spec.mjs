@@ -241,3 +241,28 @@ test('a getter that grows the batch while it is read does not leave part of it w
   t.is(n, 2)
   await wal.close()
 })
+
+test('a record given as parts is read once: getters that change their answer, or a part whose byteLength lies, change nothing already checked', async (t) => {
+  const wal = await Wal.open(tmpDir(t))
+  /** Parts whose second part is 'bb' when first read and 1 MiB on every later read. */
+  const shifty = () => {
+    const parts = [Buffer.from('aa'), undefined]
+    let reads = 0
+    Object.defineProperty(parts, 1, { get: () => (reads++ === 0 ? Buffer.from('bb') : Buffer.alloc(1 << 20, 0x7a)) })
+    return parts
+  }
+  class Liar extends Uint8Array {
+    get byteLength() {
+      return 1
+    }
+  }
+  const one = await wal.append(shifty())
+  const [two, three, four] = await wal.appendBatch([shifty(), ['cc', 'dd'].map((s) => Buffer.from(s)), [new Liar([1, 2, 3]), Buffer.from('e')]])
+  const after = await wal.append('after')
+  t.is(wal.readSync(one).toString(), 'aabb')
+  t.is(wal.readSync(two).toString(), 'aabb')
+  t.is(wal.readSync(three).toString(), 'ccdd')
+  t.deepEqual([...wal.readSync(four)], [1, 2, 3, 0x65])
+  t.is(wal.readSync(after).toString(), 'after')
+  await wal.close()
+})

@@ -1,3 +1,4 @@
+import { byteLengthOf } from './bytes.js'
 import { SturdyError } from './errors.js'
 import type { RecordData } from './wal.js'
 
@@ -132,10 +133,12 @@ export class Group {
       if (len > 0) buf.set(data, at + FRAME_HEADER)
     }
     else {
+      // Parts as `ownRecord` read them: our own array of checked Uint8Arrays.
       let to = at + FRAME_HEADER
-      for (const part of data) {
+      for (let i = 0; i < data.length; i++) {
+        const part = data[i]!
         buf.set(part, to)
-        to += part.byteLength
+        to += byteLengthOf(part)
       }
     }
     this.#used += FRAME_HEADER + len

@@ -166,10 +166,31 @@ function checkDir(dir: unknown): string {
   return dir
 }
 
-/** Total length of a record given as parts; -1 if a part is not a Uint8Array. */
+/**
+ * A record as it will be staged: a record given as parts is read once, into an array of our
+ * own, so that what is measured is what is copied (a getter on the caller's array could answer
+ * differently each time).
+ */
+function ownRecord<T>(data: T): T {
+  return Array.isArray(data) ? (ownCopy(data) as T) : data
+}
+
+/**
+ * The elements of `array`, each read once, in an array of our own. Without a prototype, an
+ * accessor on Array.prototype cannot run on it either.
+ */
+function ownCopy<T>(array: readonly T[]): T[] {
+  const copy = new Array<T>(array.length)
+  Object.setPrototypeOf(copy, null)
+  for (let i = 0; i < copy.length; i++) copy[i] = array[i]!
+  return copy
+}
+
+/** Total length of a record given as parts (read by `ownRecord`); -1 if a part is not a Uint8Array. */
 function partsLength(parts: readonly unknown[]): number {
   let len = 0
-  for (const part of parts) {
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i]
     if (!isBytes(part)) return -1
     len += byteLengthOf(part)
   }
@@ -353,9 +374,10 @@ export class Wal {
     let offset: number
     let group: Group
     try {
-      const len = this.#measure(data)
+      const record = ownRecord(data)
+      const len = this.#measure(record)
       group = this.#gather(FRAME_HEADER + len)
-      offset = group.add(data, len)
+      offset = group.add(record, len)
     } catch (e) {
       return Promise.reject(e)
     }
@@ -380,10 +402,8 @@ export class Wal {
       if (!Array.isArray(records)) throw invalidArg('appendBatch takes an array of records')
       // Each record is read once, into an array of our own, before any is measured: a getter
       // on `records` could answer differently each time, or change a record already read.
-      // Without a prototype, an accessor on Array.prototype cannot run on it either.
-      const items = new Array<RecordData>(records.length)
-      Object.setPrototypeOf(items, null)
-      for (let i = 0; i < items.length; i++) items[i] = records[i]!
+      const items = ownCopy(records)
+      for (let i = 0; i < items.length; i++) items[i] = ownRecord(items[i]!)
       const lens = new Float64Array(items.length)
       let total = 0
       let strings = 0
@@ -488,7 +508,8 @@ export class Wal {
   appendSync(data: RecordData): number {
     this.#checkOpen()
     const group = new Group(this.#pool, 0)
-    const offset = group.add(data, this.#measure(data))
+    const record = ownRecord(data)
+    const offset = group.add(record, this.#measure(record))
     group.seal()
     this.#flush(true)
     try {
