@@ -34,7 +34,7 @@ async function child(root, body, { straceArgs, uid } = {}) {
   return JSON.parse(stdout)
 }
 
-straceTest('a directory whose parent sync failed is synced again before a file in it is called durable', async (t) => {
+straceTest('a directory whose parent sync failed is not called durable by a second attempt', async (t) => {
   const root = tmpDir(t)
   // Every sync of the root fails: d's entry never becomes durable.
   const got = await child(
@@ -43,8 +43,9 @@ straceTest('a directory whose parent sync failed is synced again before a file i
      return [await outcome(put()), await outcome(put())]`,
     { straceArgs: ['-e', 'trace=fdatasync', '-e', 'inject=fdatasync:error=EIO', '-P', root] },
   )
-  // Before, the second attempt found d there and took it as durable.
-  t.deepEqual(got, ['ERR_IO', 'ERR_IO'])
+  // Before, the second attempt found d there and took it as durable; the root's failed sync is
+  // not retried either.
+  t.deepEqual(got, ['ERR_IO', 'ERR_POISONED'])
 })
 
 /**
@@ -66,8 +67,9 @@ straceTest('a directory whose parent sync is still running is not taken as durab
   // The root's syncs stall, then fail; the second writer comes while the first sync stalls.
   const got = await child(root, TWO_WRITERS, { straceArgs: ['-e', 'trace=fdatasync', '-e', 'inject=fdatasync:error=EIO:delay_enter=1000000', '-P', root] })
   t.true(got.overlapped, 'the second writer came while the first sync stalled')
-  // Before, the second writer found d there and was told its file was durable.
-  t.deepEqual([got.first, got.second], ['ERR_IO', 'ERR_IO'])
+  // Before, the second writer found d there and was told its file was durable. It waits for the
+  // first one's sync, which fails, and is not retried.
+  t.deepEqual([got.first, got.second], ['ERR_IO', 'ERR_POISONED'])
 })
 
 straceTest('a directory that exists but whose mkdir has not yet returned is not taken as durable', async (t) => {
@@ -102,6 +104,56 @@ straceTest('a durable write whose directory sync fails after the rename leaves t
   })
   t.deepEqual(got, { write: 'ERR_IO', names: ['cfg.json'] })
   t.is(fs.readFileSync(path.join(root, 'cfg.json'), 'utf8'), 'NEW')
+})
+
+/** strace arguments that fail the first fdatasync on `file` with EIO and let later ones succeed. */
+const failFirstSync = (file) => ['-e', 'trace=fdatasync', '-e', 'inject=fdatasync:error=EIO:when=1', '-P', file]
+
+straceTest('a directory sync that failed once is not retried and then called durable', async (t) => {
+  const root = tmpDir(t)
+  fs.writeFileSync(path.join(root, 'z'), 'z')
+  const got = await child(
+    root,
+    `const put = async () => { const w = await dir.createFile('d/x'); await w.append('precious'); await w.close() }
+     return [await outcome(put()), await outcome(put()), await outcome(dir.syncParentDir('y')), await outcome(dir.syncFile('z'))]`,
+    { straceArgs: failFirstSync(root) },
+  )
+  // Before, the second put synced the root again, which succeeded, and called d/x durable while
+  // d's entry may have been lost with the first sync. A file elsewhere still syncs.
+  t.deepEqual(got, ['ERR_IO', 'ERR_POISONED', 'ERR_POISONED', 'ok'])
+})
+
+straceTest('a file whose sync failed once is refused later, by syncFile and by a new writer', async (t) => {
+  const root = tmpDir(t)
+  fs.writeFileSync(path.join(root, 'f'), 'first')
+  const got = await child(
+    root,
+    `const more = async () => { const w = await dir.appendFile('f'); try { await w.append('more') } finally { await w.close().catch(() => {}) } }
+     return [await outcome(dir.syncFile('f')), await outcome(dir.syncFile('f')), await outcome(more())]`,
+    { straceArgs: failFirstSync(path.join(root, 'f')) },
+  )
+  t.deepEqual(got, ['ERR_IO', 'ERR_POISONED', 'ERR_POISONED'])
+})
+
+straceTest('a durable rename whose directory sync failed leaves later durable renames there refused', async (t) => {
+  const root = tmpDir(t)
+  fs.writeFileSync(path.join(root, 'cfg.json'), 'OLD')
+  const got = await child(
+    root,
+    `return [await outcome(dir.atomicWriteDurable('cfg.json', 'NEW')), await outcome(dir.atomicWriteDurable('cfg.json', 'NEWER')), await dir.listDir('')]`,
+    { straceArgs: failFirstSync(root) },
+  )
+  t.deepEqual(got, ['ERR_IO', 'ERR_POISONED', ['cfg.json']])
+  t.is(fs.readFileSync(path.join(root, 'cfg.json'), 'utf8'), 'NEW')
+})
+
+test('a durable rename that fails before renaming leaves nothing refused', async (t) => {
+  const root = tmpDir(t)
+  fs.writeFileSync(path.join(root, 'a'), 'A')
+  fs.mkdirSync(path.join(root, 'full'))
+  fs.writeFileSync(path.join(root, 'full', 'inside'), 'x')
+  const got = await child(root, `return [await outcome(dir.atomicRenameDurable('a', 'full')), await outcome(dir.atomicRenameDurable('a', 'b')), await dir.listDir('')]`)
+  t.deepEqual(got, ['ERR_IO', 'ok', ['b', 'full']])
 })
 
 const unixTest = process.platform === 'win32' ? test.skip : test

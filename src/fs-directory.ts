@@ -11,6 +11,7 @@ import { checkPath, invalidPath, type PathNames } from './directory-path.js'
 import { PolicyWriter, type WriterSink } from './directory-writer.js'
 import type { Directory, FileReader, FileWriter, WriterOptions } from './directory.js'
 import { fromNative, invalidArg } from './errors.js'
+import { barrier, noteFailedBarrier, refuseFailedBarrier } from './failed-barriers.js'
 import { checkFlushPolicy } from './flush-policy.js'
 import { renameDurable, syncDir, syncFile } from './native.js'
 
@@ -30,6 +31,7 @@ class FsWriterSink implements WriterSink {
   constructor(
     private readonly handle: FileHandle,
     private readonly path: string,
+    private readonly absolute: string,
   ) {}
 
   async write(bytes: Buffer): Promise<void> {
@@ -49,11 +51,13 @@ class FsWriterSink implements WriterSink {
     // that happened before it (Linux reports it once, to the descriptors open at the time).
     // libuv's fdatasync is the platform's true barrier: F_FULLFSYNC on macOS, FlushFileBuffers
     // on Windows.
-    try {
-      await this.handle.datasync()
-    } catch (e) {
-      throw fromFs(e, this.path, 'syncing')
-    }
+    await barrier(this.absolute, this.path, async () => {
+      try {
+        await this.handle.datasync()
+      } catch (e) {
+        throw fromFs(e, this.path, 'syncing')
+      }
+    })
   }
 
   async close(): Promise<void> {
@@ -146,7 +150,9 @@ class FsFileReader implements FileReader {
  * Windows (where a directory is synced by flushing a handle to it; a file system that refuses
  * that leaves it to its own journal).
  *
- * Writers sync their file by path: do not rename or replace a file while a writer has it open.
+ * A barrier that fails is not retried: every later one on that file or directory is refused
+ * with `ERR_POISONED` for the rest of the process, since a retry can report success for what
+ * the failed one lost.
  *
  * Symbolic links inside the root are followed only where they stay inside it: every operation
  * first resolves the links on its path, and a path that a link leads out of the root, or through
@@ -274,7 +280,15 @@ export class FsDirectory implements Directory {
 
   async atomicRenameDurable(from: string, to: string): Promise<void> {
     const [fromAbs, toAbs] = await this.#renamePaths(from, to)
-    await native(renameDurable(fromAbs, toAbs))
+    const parents = [...new Set([nodePath.dirname(toAbs), nodePath.dirname(fromAbs)])]
+    refuseFailedBarrier(parents, to)
+    try {
+      await native(renameDurable(fromAbs, toAbs))
+    } catch (e) {
+      // The rename took effect, so it was a barrier on the directories that failed.
+      if (!(await lstat(fromAbs).then(() => true, () => false))) noteFailedBarrier(parents, e)
+      throw e
+    }
   }
 
   async createDirAll(path: string): Promise<void> {
@@ -300,11 +314,13 @@ export class FsDirectory implements Directory {
   }
 
   async syncFile(path: string): Promise<void> {
-    await native(syncFile(await this.#resolve(path, { followLast: true })))
+    const absolute = await this.#resolve(path, { followLast: true })
+    await barrier(absolute, path, () => native(syncFile(absolute)))
   }
 
   async syncParentDir(path: string): Promise<void> {
-    await native(syncDir(nodePath.dirname(await this.#resolve(path))))
+    const parent = nodePath.dirname(await this.#resolve(path))
+    await barrier(parent, path, () => native(syncDir(parent)))
   }
 
   #absolute(names: PathNames): string {
@@ -356,7 +372,7 @@ export class FsDirectory implements Directory {
       throw fromFs(e, path, 'opening')
     }
     // A truncating create changed the file already: closing makes that durable too.
-    return new PolicyWriter(path, new FsWriterSink(handle, path), policy, { dirty: flags === 'w' })
+    return new PolicyWriter(path, new FsWriterSink(handle, path, absolute), policy, { dirty: flags === 'w' })
   }
 
   /** Check both paths and create `to`'s parent; a missing `from` is reported before that. */
@@ -407,7 +423,8 @@ function isWithin(root: string, real: string): boolean {
  * Directories being made here, by absolute path for the whole process, whose entry in their
  * parent is not known to be durable yet: made or being made, with the parent's sync still to
  * come or running, or failed. A directory that exists is not durable for that alone; whoever
- * needs one of these waits for its attempt, or makes a new one if it failed. An entry is added
+ * needs one of these waits for its attempt, or makes a new one if it failed (which a failed sync
+ * refuses: see failed-barriers.ts). An entry is added
  * before the directory's `mkdir` is issued, so no caller can see the directory without it, and
  * goes once the sync succeeds.
  */
@@ -464,13 +481,15 @@ async function madeDurably(dir: string, shown: string): Promise<void> {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fromFs(e, shown, 'creating a directory at')
     }
     made = true
-    await native(syncDir(nodePath.dirname(dir)))
+    const parent = nodePath.dirname(dir)
+    await barrier(parent, shown, () => native(syncDir(parent)))
   })()
   unsyncedDirs.set(dir, attempt)
   try {
     await attempt
   } catch (e) {
-    // A failed sync keeps its entry, so the next caller syncs again; a failed mkdir made nothing.
+    // A failed sync keeps its entry, so the next caller is refused too (see failed-barriers.ts);
+    // a failed mkdir made nothing.
     if (!made && unsyncedDirs.get(dir) === attempt) unsyncedDirs.delete(dir)
     throw e
   }
